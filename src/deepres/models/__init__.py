@@ -1,0 +1,65 @@
+"""The networks of the paper: blocks, the two ResNet families, the registry, features."""
+
+from deepres.models.blocks import BasicBlock, Bottleneck, ResidualBlock, ZeroPadShortcut
+from deepres.models.complexity import count_macs, count_params, stage_table
+from deepres.models.features import FeatureListNet
+from deepres.models.registry import create_model, list_models, register_model
+from deepres.models.resnet import (
+    ResNet,
+    cifar_resnet,
+    plain18,
+    plain20,
+    plain32,
+    plain34,
+    plain44,
+    plain56,
+    plain110,
+    resnet18,
+    resnet20,
+    resnet32,
+    resnet34,
+    resnet44,
+    resnet50,
+    resnet56,
+    resnet101,
+    resnet110,
+    resnet152,
+    resnet1202,
+)
+from deepres.models.weights import load_pretrained, read_state_dict
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "FeatureListNet",
+    "ResNet",
+    "ResidualBlock",
+    "ZeroPadShortcut",
+    "cifar_resnet",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "list_models",
+    "load_pretrained",
+    "read_state_dict",
+    "register_model",
+    "stage_table",
+    "plain18",
+    "plain20",
+    "plain32",
+    "plain34",
+    "plain44",
+    "plain56",
+    "plain110",
+    "resnet18",
+    "resnet20",
+    "resnet32",
+    "resnet34",
+    "resnet44",
+    "resnet50",
+    "resnet56",
+    "resnet101",
+    "resnet110",
+    "resnet152",
+    "resnet1202",
+]

@@ -1,0 +1,71 @@
+"""Model registry: ``create_model`` and ``list_models``, as timm users know them."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from torch import nn
+
+from deepres.errors import DeepresError
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a builder under its function name."""
+    _MODELS[builder.__name__] = builder
+    return builder
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the registered models matching a shell-style ``pattern`` ("resnet*")."""
+    return sorted(fnmatch.filter(_MODELS, pattern), key=_natural_key)
+
+
+def get_builder(name: str) -> Callable[..., nn.Module]:
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, _MODELS, n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise DeepresError(
+            f"unknown model {name!r}.{hint} See deepres.list_models() for all {len(_MODELS)} names."
+        )
+    return _MODELS[name]
+
+
+def create_model(
+    name: str,
+    pretrained: str | Path | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build a model by name.
+
+    Args:
+        name: a name from ``list_models()`` (e.g. ``"resnet50"``, ``"resnet20"``, ``"plain56"``).
+        pretrained: path of a weight file (safetensors or a torch state dict) to load.
+        features_only: return a backbone whose forward gives the per-stage feature maps.
+        out_indices: which feature maps (indices into ``model.feature_info``) to return.
+        **kwargs: ``num_classes``, ``in_chans``, ``shortcut``, ``zero_init_residual``, ...
+    """
+    try:
+        model = get_builder(name)(**kwargs)
+    except TypeError as err:
+        raise DeepresError(f"bad option for {name}: {err}") from None
+    if pretrained is not None:
+        from deepres.models.weights import load_pretrained
+
+        load_pretrained(model, pretrained)
+    if features_only:
+        from deepres.models.features import FeatureListNet
+
+        model = FeatureListNet(model, out_indices)
+    return model

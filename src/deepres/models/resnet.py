@@ -1,0 +1,285 @@
+"""The ResNets of He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016).
+
+One ``ResNet`` class serves both families of the paper:
+
+- ImageNet (§3.4, Table 1): 7x7/2 conv, 3x3/2 max-pool, four stages of 64/128/256/512-d
+  blocks on 56/28/14/7 maps, global average pool, 1000-way FC. Shortcut B by default.
+- CIFAR (§4.2): 3x3 conv with 16 filters, three stages of n basic blocks with 16/32/64
+  filters on 32/16/8 maps, global average pool, 10-way FC: 6n+2 weighted layers.
+  Shortcut A by default.
+
+The *plain* twins (§4.1) are the same networks with ``shortcut="none"``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepres.errors import DeepresError
+from deepres.models.blocks import BasicBlock, Bottleneck, ResidualBlock, Shortcut, check_shortcut
+from deepres.models.registry import register_model
+
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+CIFAR_WIDTHS = (16, 32, 64)
+
+
+def check_input(x: torch.Tensor, in_chans: int) -> None:
+    """Fail early, with the expected shape, on an input the stem cannot take."""
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise DeepresError(
+            f"expected an input of shape (batch, {in_chans}, height, width), got "
+            f"{tuple(x.shape)}; build the model with in_chans={x.shape[1] if x.dim() == 4 else '?'}"
+            " or convert the images (e.g. grayscale <-> RGB)"
+        )
+
+
+class ResNet(nn.Module):
+    """A residual (or plain) network; build one with a named builder or ``create_model``.
+
+    Args:
+        block: ``BasicBlock`` or ``Bottleneck``.
+        layers: number of blocks in each stage.
+        widths: base width (``planes``) of each stage; the first stage has stride 1, the
+            others stride 2.
+        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (3x3 conv).
+        num_classes: size of the classifier; 0 removes it (``forward`` returns features).
+        in_chans: channels of the input images (3 for RGB, 1 for grayscale).
+        shortcut: ``"A"``, ``"B"``, ``"C"`` or ``"none"`` (see ``deepres.models.blocks``).
+        zero_init_residual: start the last BN gamma of every block at zero, so each block
+            begins as the identity (Goyal et al., 2017).
+        stride_in_1x1: bottlenecks only: stride on the first 1x1 (the paper) instead of the
+            3x3 (torchvision, "v1.5").
+    """
+
+    def __init__(
+        self,
+        block: type[ResidualBlock],
+        layers: list[int],
+        widths: tuple[int, ...] = IMAGENET_WIDTHS,
+        stem: str = "imagenet",
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        shortcut: Shortcut = "B",
+        zero_init_residual: bool = False,
+        stride_in_1x1: bool = False,
+    ) -> None:
+        super().__init__()
+        check_shortcut(shortcut)
+        if stem not in ("imagenet", "cifar"):
+            raise DeepresError(f"unknown stem {stem!r}: choose 'imagenet' or 'cifar'")
+        if len(layers) != len(widths) or min(layers) < 1:
+            raise DeepresError(f"layers {layers} must give >= 1 block for each of {widths}")
+        if num_classes < 0 or in_chans < 1:
+            raise DeepresError(
+                f"need num_classes >= 0 and in_chans >= 1, got {num_classes}, {in_chans}"
+            )
+        self.in_chans = in_chans
+        self.default_input_size = 224 if stem == "imagenet" else 32
+        self.shortcut = shortcut
+        stem_width = widths[0]
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_chans, stem_width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        stem_stride = 2 if stem == "imagenet" else 1
+        self.feature_info = [dict(num_chs=stem_width, reduction=stem_stride, module="relu")]
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+
+        channels, reduction = stem_width, stem_stride * (2 if stem == "imagenet" else 1)
+        self.stage_names: list[str] = []
+        for index, (planes, depth) in enumerate(zip(widths, layers, strict=True)):
+            stride = 1 if index == 0 else 2
+            reduction *= stride
+            extra = {"stride_in_1x1": stride_in_1x1} if block is Bottleneck else {}
+            blocks = []
+            for i in range(depth):
+                blocks.append(
+                    block(channels, planes, stride if i == 0 else 1, shortcut=shortcut, **extra)
+                )
+                channels = planes * block.expansion
+            name = f"layer{index + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+            self.feature_info.append(dict(num_chs=channels, reduction=reduction, module=name))
+
+        self.num_features = channels
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc: nn.Module = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
+        self.num_classes = num_classes
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        """He initialisation (He et al., 2015) for convolutions; BN starts as the identity."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, ResidualBlock):
+                    nn.init.zeros_(m.last_bn.weight)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (before global pooling)."""
+        check_input(x, self.in_chans)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pool and classifier; ``pre_logits`` stops before the FC."""
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the FC with a freshly initialised one (0 removes it)."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    @property
+    def blocks(self) -> list[ResidualBlock]:
+        """All residual blocks, in order."""
+        return [m for m in self.modules() if isinstance(m, ResidualBlock)]
+
+
+# --- ImageNet family (Table 1) ---------------------------------------------------------
+
+
+def _imagenet(block: type[ResidualBlock], layers: list[int], **kwargs) -> ResNet:
+    return ResNet(block, layers, IMAGENET_WIDTHS, stem="imagenet", **kwargs)
+
+
+@register_model
+def resnet18(**kwargs) -> ResNet:
+    """ResNet-18: basic blocks [2, 2, 2, 2]."""
+    return _imagenet(BasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+@register_model
+def resnet34(**kwargs) -> ResNet:
+    """ResNet-34: basic blocks [3, 4, 6, 3]."""
+    return _imagenet(BasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def resnet50(**kwargs) -> ResNet:
+    """ResNet-50: bottlenecks [3, 4, 6, 3]."""
+    return _imagenet(Bottleneck, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def resnet101(**kwargs) -> ResNet:
+    """ResNet-101: bottlenecks [3, 4, 23, 3]."""
+    return _imagenet(Bottleneck, [3, 4, 23, 3], **kwargs)
+
+
+@register_model
+def resnet152(**kwargs) -> ResNet:
+    """ResNet-152: bottlenecks [3, 8, 36, 3]."""
+    return _imagenet(Bottleneck, [3, 8, 36, 3], **kwargs)
+
+
+@register_model
+def plain18(**kwargs) -> ResNet:
+    """Plain-18 (Table 2): ResNet-18 without shortcuts."""
+    return _imagenet(BasicBlock, [2, 2, 2, 2], **{"shortcut": "none", **kwargs})
+
+
+@register_model
+def plain34(**kwargs) -> ResNet:
+    """Plain-34 (Table 2): ResNet-34 without shortcuts."""
+    return _imagenet(BasicBlock, [3, 4, 6, 3], **{"shortcut": "none", **kwargs})
+
+
+# --- CIFAR family (§4.2): 6n+2 layers ----------------------------------------------------
+
+
+def cifar_resnet(depth: int, **kwargs) -> ResNet:
+    """A CIFAR ResNet of ``depth = 6n + 2`` layers, shortcut A and 10 classes by default."""
+    if depth < 8 or (depth - 2) % 6:
+        raise DeepresError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, ...), got {depth}")
+    n = (depth - 2) // 6
+    options = {"shortcut": "A", "num_classes": 10, **kwargs}
+    return ResNet(BasicBlock, [n, n, n], CIFAR_WIDTHS, stem="cifar", **options)
+
+
+def _cifar_plain(depth: int, **kwargs) -> ResNet:
+    return cifar_resnet(depth, **{"shortcut": "none", **kwargs})
+
+
+@register_model
+def resnet20(**kwargs) -> ResNet:
+    """CIFAR ResNet-20 (n=3), 0.27M parameters."""
+    return cifar_resnet(20, **kwargs)
+
+
+@register_model
+def resnet32(**kwargs) -> ResNet:
+    """CIFAR ResNet-32 (n=5), 0.46M parameters."""
+    return cifar_resnet(32, **kwargs)
+
+
+@register_model
+def resnet44(**kwargs) -> ResNet:
+    """CIFAR ResNet-44 (n=7), 0.66M parameters."""
+    return cifar_resnet(44, **kwargs)
+
+
+@register_model
+def resnet56(**kwargs) -> ResNet:
+    """CIFAR ResNet-56 (n=9), 0.85M parameters."""
+    return cifar_resnet(56, **kwargs)
+
+
+@register_model
+def resnet110(**kwargs) -> ResNet:
+    """CIFAR ResNet-110 (n=18), 1.7M parameters."""
+    return cifar_resnet(110, **kwargs)
+
+
+@register_model
+def resnet1202(**kwargs) -> ResNet:
+    """CIFAR ResNet-1202 (n=200), 19.4M parameters."""
+    return cifar_resnet(1202, **kwargs)
+
+
+@register_model
+def plain20(**kwargs) -> ResNet:
+    """CIFAR plain-20: ResNet-20 without shortcuts."""
+    return _cifar_plain(20, **kwargs)
+
+
+@register_model
+def plain32(**kwargs) -> ResNet:
+    """CIFAR plain-32."""
+    return _cifar_plain(32, **kwargs)
+
+
+@register_model
+def plain44(**kwargs) -> ResNet:
+    """CIFAR plain-44."""
+    return _cifar_plain(44, **kwargs)
+
+
+@register_model
+def plain56(**kwargs) -> ResNet:
+    """CIFAR plain-56."""
+    return _cifar_plain(56, **kwargs)
+
+
+@register_model
+def plain110(**kwargs) -> ResNet:
+    """CIFAR plain-110."""
+    return _cifar_plain(110, **kwargs)

@@ -1,0 +1,107 @@
+"""Loading weight files made elsewhere: torchvision, timm, DataParallel/DDP, CIFAR repos.
+
+Files are read without running code from them: safetensors, or ``torch.load`` with
+``weights_only=True``. Common layouts are unwrapped so users need no renaming.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deepres.errors import DeepresError
+
+log = logging.getLogger("deepres")
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+_RENAMES = {"linear.": "fc."}  # CIFAR repos (e.g. akamaster/pytorch_resnet_cifar10)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A flat ``{key: tensor}`` from a safetensors or torch file, in torchvision's names."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepresError(f"weight file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            data: object = load_file(str(path))
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DeepresError(
+            f"cannot read weights from {path}: {first}. Only safetensors files and torch files "
+            "holding plain tensors are accepted (nothing in them is executed)."
+        ) from None
+    while isinstance(data, dict):
+        inner = next((data[k] for k in _WRAPPER_KEYS if isinstance(data.get(k), dict)), None)
+        if inner is None:
+            break
+        data = inner
+    if not isinstance(data, dict) or not data:
+        raise DeepresError(f"{path} holds no state dict (found {type(data).__name__})")
+    state = {}
+    for key, value in data.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        for old, new in _RENAMES.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+        state[key] = value
+    return state
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Load a weight file into ``model``.
+
+    A classifier of another size (fine-tuning to a new class count) is left as initialised
+    and reported; any other missing, unexpected or mis-shaped key is an error.
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    own_head = [k for k in own if k.startswith("fc.")]
+    file_head = [k for k in state if k.startswith("fc.")]
+    if any(k not in own or own[k].shape != state[k].shape for k in file_head) or (
+        own_head and not file_head
+    ):
+        log.warning(
+            "%s: its classifier (%s) does not match the model's (%s); loading everything "
+            "else and keeping the model's freshly initialised classifier",
+            path,
+            _head_size(state),
+            _head_size(own),
+        )
+        state = {k: v for k, v in state.items() if k not in file_head}
+    missing = [k for k in own if k not in state and k not in own_head]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in state if k in own and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+
+        problems = [
+            f"missing {show(missing)}" if missing else "",
+            f"unexpected {show(unexpected)}" if unexpected else "",
+            f"wrong shape {show(mismatched)}" if mismatched else "",
+        ]
+        raise DeepresError(
+            f"{path} does not fit {type(model).__name__} ({'; '.join(p for p in problems if p)})."
+            " Is it a file for another architecture or shortcut option?"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def _head_size(state: dict[str, torch.Tensor]) -> str:
+    weight = state.get("fc.weight")
+    return "none" if weight is None else f"{weight.shape[0]} classes"
