@@ -30,6 +30,248 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"{row.name:<10} {_size(row.output_size):>16} {row.params:>12,}")
 
 
+def train_options(parser: argparse.ArgumentParser) -> None:
+    """Options of ``deepres train``; each default None means: the recipe's, else the
+    built-in default (see ``deepres.train.config.TrainConfig``)."""
+    from deepres.train.config import AMP_MODES, AUGMENTS, SCHEDULES
+
+    add = parser.add_argument
+    add("--model", help="a name from deepres.list_models() (default resnet20)")
+    add(
+        "--data",
+        help="cifar10-jpeg, cifar10, cifar100, fashion-mnist, imagenette-224, "
+        "synthetic:CxHxW:CLASSES[:N], or a folder path",
+    )
+    add(
+        "--data-root",
+        help="folder holding the named data sets (default $DEEPRES_DATA, then ../shared/data)",
+    )
+    add("--recipe", help="he2016-cifar, he2016-imagenet or fast-cpu")
+    add("--epochs", type=positive_int)
+    add("--iters", type=positive_int, help="train this many iterations (overrides --epochs)")
+    add("--batch-size", type=positive_int, help="global batch size")
+    add("--lr", type=float)
+    add("--momentum", type=float)
+    add("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    add("--weight-decay", type=float)
+    add("--schedule", choices=SCHEDULES)
+    add("--milestones", type=float, nargs="+", help="step schedule: fractions of training")
+    add("--warmup", type=float, help="linear warm-up in epochs (onecycle: fraction)")
+    add("--label-smoothing", type=float)
+    add("--grad-accum-steps", type=positive_int)
+    add("--num-classes", type=positive_int, help="default: the data set's class count")
+    add("--shortcut", choices=["A", "B", "C", "none"])
+    add("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None)
+    add("--init-from", help="start from the weights in this file (safetensors or torch)")
+    add("--augment", choices=AUGMENTS)
+    add("--image-size", type=positive_int, help="crop size for image-folder data (224)")
+    add("--train-subset", type=positive_int, help="use only the first K images of each class")
+    add("--test-subset", type=positive_int, help="test on the first K images of each class")
+    add("--val-split", type=positive_int, help="hold out N training images as the test set")
+    add("--workers", type=int, help="DataLoader workers for image folders of large images")
+    add("--amp", choices=AMP_MODES)
+    add("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    add("--compile", action=argparse.BooleanOptionalAction, default=None)
+    add("--device", help="auto, cpu, cuda, cuda:N")
+    add("--threads", type=positive_int)
+    add("--sync-bn", action=argparse.BooleanOptionalAction, default=None)
+    add("--seed", type=int)
+    add("--eval-every", type=positive_int, help="evaluate every N epochs")
+    add("--checkpoint-every", type=positive_int, help="also checkpoint every N iterations")
+    add("--progress", choices=["auto", "bar", "lines", "off"])
+    add("--detect-anomaly", action=argparse.BooleanOptionalAction, default=None)
+    add("--out", help="run folder (default runs/MODEL-DATA)")
+    add("--resume", metavar="RUN", help="continue the run in this folder")
+    add("--nproc", type=positive_int, help="launch N processes through torchrun")
+
+
+RESUME_OVERRIDABLE = {"progress", "threads", "workers", "device"}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from deepres.train import TrainConfig, resolve_config, train
+
+    if args.nproc and args.nproc > 1:
+        launch_torchrun(args.nproc)
+        return
+    options = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "run", "resume", "nproc", "recipe") and v is not None
+    }
+    if args.resume:
+        saved = Path(args.resume) / "config.json"
+        if not saved.is_file():
+            raise DeepresError(f"nothing to resume in {args.resume}: it has no config.json")
+        values = json.loads(saved.read_text())
+        for key, value in options.items():
+            if key not in RESUME_OVERRIDABLE and value != values.get(key):
+                raise DeepresError(
+                    f"--{key.replace('_', '-')} {value} differs from the run's {values.get(key)}"
+                    f" (in {saved}); resume with the run's own settings or start a new run"
+                )
+        values.update(options, out=args.resume)
+        cfg = TrainConfig(**values).validate()
+        train(cfg, resume=True)
+        return
+    if "out" not in options:
+        model = options.get("model", TrainConfig.model)
+        data = str(options.get("data", TrainConfig.data)).replace(":", "-").replace("/", "-")
+        options["out"] = f"runs/{model}-{data.strip('-.')}"
+    cfg = resolve_config(args.recipe, **options)
+    del dataclasses
+    train(cfg)
+
+
+def launch_torchrun(nproc: int) -> None:
+    """``deepres train --nproc N ...`` = ``torchrun --nproc-per-node N -m deepres train ...``"""
+    import os
+    import subprocess
+
+    argv = sys.argv[1:]
+    rest: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item == "--nproc":
+            skip = True
+            continue
+        if item.startswith("--nproc="):
+            continue
+        rest.append(item)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "deepres",
+        *rest,
+    ]
+    code = subprocess.call(command, env=os.environ.copy())
+    if code:
+        raise DeepresError(f"torchrun exited with status {code}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from deepres.data import load_split
+    from deepres.data.augment import BatchLoader
+    from deepres.data.dataset import TensorData
+    from deepres.plots import plot_confusion
+    from deepres.train.checkpoint import load_model, resolve_weights
+    from deepres.train.data import FolderBatches, default_workers
+    from deepres.train.evaluate import evaluate
+
+    model, meta = load_model(args.checkpoint)
+    data_name = args.data or meta.get("data")
+    split = load_split(
+        data_name,
+        args.split,
+        args.data_root,
+        subset=args.subset,
+        image_size=meta.get("input_size", 224),
+        ten_crop=args.ten_crop,
+        stats=(meta["mean"], meta["std"]),
+    )
+    if list(split.classes) != list(meta["classes"]):
+        raise DeepresError(
+            f"{data_name} has classes {split.classes[:5]}..., the checkpoint "
+            f"{meta['classes'][:5]}...: evaluate on the data it was trained for"
+        )
+    if isinstance(split, TensorData):
+        if args.ten_crop:
+            raise DeepresError("--ten-crop is for image folders of large images")
+        batches = BatchLoader(
+            split, args.batch_size, mean=meta["mean"], std=meta["std"], shuffle=False
+        ).iter_epoch(0)
+    else:
+        batches = FolderBatches(
+            split,
+            args.batch_size,
+            shuffle=False,
+            drop_last=False,
+            seed=0,
+            rank=0,
+            world_size=1,
+            workers=default_workers(1),
+        ).iter_epoch(0)
+    result = evaluate(model, batches, len(meta["classes"])).result()
+    weights = resolve_weights(args.checkpoint)
+    print(
+        f"{weights}: {meta['model']} on {data_name} ({args.split}, {result.count} images"
+        f"{', ten-crop' if args.ten_crop else ''})"
+    )
+    print(
+        f"top-1 error {100 * (1 - result.top1):.2f}%   top-5 error {100 * (1 - result.top5):.2f}%"
+        f"   (top-1 accuracy {100 * result.top1:.2f}%)"
+    )
+    print("per-class accuracy:")
+    for name, acc in zip(meta["classes"], result.per_class.tolist(), strict=True):
+        print(f"  {name:<20} {100 * acc:6.2f}%")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    for row in result.confusion.tolist():
+        print("  " + " ".join(f"{v:5d}" for v in row))
+    out = Path(args.out) if args.out else (weights.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_confusion(
+        result.confusion,
+        meta["classes"],
+        out / "confusion.png",
+        f"{meta['model']} on {data_name}: top-1 {100 * result.top1:.2f}%",
+    )
+    report = {
+        "checkpoint": str(weights),
+        "data": data_name,
+        "split": args.split,
+        **result.as_dict(),
+        "count": result.count,
+        "per_class": dict(zip(meta["classes"], result.per_class.tolist(), strict=True)),
+        "confusion": result.confusion.tolist(),
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    print(f"saved {png} and {out / 'eval.json'}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    from deepres.inference import Predictor, expand_inputs
+
+    predictor = Predictor(args.checkpoint)
+    paths = expand_inputs(args.images)
+    if not paths:
+        raise DeepresError("no image files found in " + ", ".join(args.images))
+    results, failures = [], 0
+    for path in paths:
+        try:
+            prediction = predictor.predict_file(path, args.top_k)
+        except DeepresError as err:
+            failures += 1
+            results.append({"path": str(path), "error": str(err)})
+            if not args.json:
+                print(f"{path}: error: {err}", file=sys.stderr)
+            continue
+        results.append(prediction.as_dict())
+        if not args.json:
+            print(f"{path}")
+            for name, prob in prediction.top:
+                print(f"  {100 * prob:6.2f}%  {name}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    if failures:
+        raise DeepresError(f"{failures} of {len(paths)} file(s) could not be predicted")
+
+
 def _size(shape: tuple[int, ...]) -> str:
     if len(shape) == 3:
         return f"{shape[1]}x{shape[2]}, {shape[0]}"
@@ -51,6 +293,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="image side in pixels (default 224, or 32 for CIFAR nets)",
     )
     info.set_defaults(run=cmd_info)
+
+    train = sub.add_parser("train", help="train a model (see --recipe)")
+    train_options(train)
+    train.set_defaults(run=cmd_train)
+
+    ev = sub.add_parser("eval", help="top-1/top-5 error, per-class accuracy, confusion matrix")
+    ev.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors file")
+    ev.add_argument("--data", help="default: the data set the checkpoint was trained on")
+    ev.add_argument("--data-root")
+    ev.add_argument("--split", default="test", choices=["train", "test", "val"])
+    ev.add_argument("--subset", type=positive_int, help="first K images of each class")
+    ev.add_argument("--batch-size", type=positive_int, default=250)
+    ev.add_argument("--ten-crop", action="store_true", help="the paper's 10-crop testing")
+    ev.add_argument("--out", help="folder for confusion.png and eval.json (default: the run)")
+    ev.set_defaults(run=cmd_eval)
+
+    pr = sub.add_parser("predict", help="top classes of image files")
+    pr.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors file")
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--top-k", type=positive_int, default=5)
+    pr.add_argument("--json", action="store_true", help="print JSON")
+    pr.set_defaults(run=cmd_predict)
     return parser
 
 

@@ -1,0 +1,18 @@
+"""Training, evaluation and checkpoints."""
+
+from deepres.train.checkpoint import load_model
+from deepres.train.config import TrainConfig, list_recipes, load_recipe, resolve_config
+from deepres.train.evaluate import EvalResult, evaluate
+from deepres.train.loop import read_metrics, train
+
+__all__ = [
+    "EvalResult",
+    "TrainConfig",
+    "evaluate",
+    "list_recipes",
+    "load_model",
+    "load_recipe",
+    "read_metrics",
+    "resolve_config",
+    "train",
+]

@@ -1,0 +1,135 @@
+"""Checkpoints that survive a crash and carry no code.
+
+A run folder holds:
+
+- ``model.safetensors``: the latest weights, loadable into a bare model with
+  ``load_state_dict``; the safetensors metadata describes the model (name, options, class
+  names, input normalisation), so ``eval``/``predict``/``export`` need nothing else.
+- ``best.safetensors``: the weights with the best test top-1 so far (when evaluated).
+- ``state.pt``: everything needed to continue exactly (weights, optimizer, scheduler, step,
+  epoch, RNG states). It holds only tensors, numbers and strings and is read with
+  ``torch.load(weights_only=True)``: nothing in it is executed.
+
+Every file is written atomically: a temporary file in the same folder, fsync, rename, then
+fsync of the folder. A crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from deepres.errors import DeepresError
+
+MODEL_FILE = "model.safetensors"
+BEST_FILE = "best.safetensors"
+STATE_FILE = "state.pt"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through ``write(tmp_path)`` so that readers never see a partial file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise DeepresError(
+            f"could not write {path}: {err.strerror or err}. The previous checkpoint is intact;"
+            " free some space or fix the folder's permissions, then resume."
+        ) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_weights(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """The model's state dict as safetensors, with ``meta`` (JSON) in the header."""
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    header = {"deepres": json.dumps(meta)}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=header))
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise DeepresError(f"{path} is not a readable safetensors file: {err}") from None
+    if "deepres" not in header:
+        raise DeepresError(
+            f"{path} has no deepres metadata; for a bare weight file use "
+            "create_model(name, pretrained=PATH) instead"
+        )
+    return json.loads(header["deepres"])
+
+
+def resolve_weights(path: str | Path) -> Path:
+    """A run folder means its ``best.safetensors`` if there is one, else ``model.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST_FILE, MODEL_FILE):
+            if (path / name).is_file():
+                return path / name
+        raise DeepresError(f"{path} holds no {MODEL_FILE}: is it a deepres run folder?")
+    if not path.is_file():
+        raise DeepresError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The model saved at ``path`` (a run folder or a .safetensors file), in eval mode,
+    and its metadata (``model``, ``model_args``, ``classes``, ``mean``, ``std``, ...)."""
+    from deepres.models import create_model
+
+    path = resolve_weights(path)
+    meta = read_meta(path)
+    model = create_model(meta["model"], **meta.get("model_args", {}))
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except (RuntimeError, SafetensorError) as err:
+        raise DeepresError(f"{path} does not match {meta['model']}: {err}") from None
+    return model.eval(), meta
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Training state, read without unpickling any object that is not plain data."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DeepresError(f"no training state at {path}: nothing to resume") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DeepresError(
+            f"refusing to load {path}: {first}. A deepres state file holds only tensors and "
+            "numbers; this one is damaged or was not written by deepres."
+        ) from None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)

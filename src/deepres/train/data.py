@@ -1,0 +1,176 @@
+"""What the training loop iterates: batches of an epoch, resumable at any batch.
+
+In-memory data (CIFAR, Fashion-MNIST, small-image folders) goes through ``BatchLoader``:
+augmentation a batch at a time on tensors, no worker processes. Folders of large images go
+through a DataLoader with workers and torchvision transforms (paper §3.4).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from deepres.data import BatchLoader, ImageFolderDataset, TensorData, dataset_stats, load_split
+from deepres.data.augment import derive_seed
+from deepres.errors import DeepresError
+from deepres.train.config import TrainConfig
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+
+
+class FolderBatches:
+    """Batches of an ``ImageFolderDataset``, in the same resumable shape as ``BatchLoader``."""
+
+    def __init__(
+        self,
+        dataset: ImageFolderDataset,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        rank: int,
+        world_size: int,
+        workers: int,
+    ) -> None:
+        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.drop_last, self.seed, self.workers = drop_last, seed, workers
+        self.rank, self.world_size = rank, world_size
+
+    def _indices(self, epoch: int) -> torch.Tensor:
+        n = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+            )
+        else:
+            order = torch.arange(n)
+        return order[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        n = len(range(self.rank, len(self.dataset), self.world_size))
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def iter_epoch(self, epoch: int, start_batch: int = 0) -> Batches:
+        indices = self._indices(epoch)[start_batch * self.batch_size :].tolist()
+        loader = DataLoader(
+            Subset(self.dataset, indices),
+            batch_size=self.batch_size,
+            shuffle=False,
+            drop_last=self.drop_last,
+            num_workers=self.workers,
+            generator=torch.Generator().manual_seed(
+                derive_seed(self.seed, epoch, start_batch, self.rank)
+            ),
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
+        yield from loader
+
+
+@dataclass
+class TrainData:
+    train: BatchLoader | FolderBatches
+    test: BatchLoader | FolderBatches
+    classes: list[str]
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: int
+
+
+def default_workers(world_size: int) -> int:
+    return max(1, min(8, (os.cpu_count() or 2) // world_size - 1))
+
+
+def build_data(
+    cfg: TrainConfig, rank: int = 0, world_size: int = 1, device: str = "cpu"
+) -> TrainData:
+    """Load the configured data set and wrap its splits for training and testing.
+
+    ``cfg.batch_size`` is the global batch: each of ``world_size`` processes takes its share.
+    The test set is split into disjoint shards so that every image is evaluated exactly once.
+    """
+    local_batch = cfg.batch_size // world_size // cfg.grad_accum_steps
+    if local_batch < 1 or cfg.batch_size % (world_size * cfg.grad_accum_steps):
+        raise DeepresError(
+            f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of "
+            f"processes x --grad-accum-steps = {world_size * cfg.grad_accum_steps}"
+        )
+    image_size = cfg.image_size or 224
+    train = load_split(
+        cfg.data, "train", cfg.data_root, subset=cfg.train_subset, image_size=image_size
+    )
+    if cfg.val_split:
+        if not isinstance(train, TensorData):
+            raise DeepresError("--val-split works with in-memory data sets only")
+        train, test = hold_out(train, cfg.val_split, cfg.seed)
+    else:
+        test = load_split(
+            cfg.data, "test", cfg.data_root, subset=cfg.test_subset, image_size=image_size
+        )
+    if isinstance(train, TensorData):
+        assert isinstance(test, TensorData)
+        mean, std = dataset_stats(cfg.data, cfg.data_root)
+        common = dict(mean=mean, std=std, device=device, channels_last=cfg.channels_last)
+        train_batches: BatchLoader | FolderBatches = BatchLoader(
+            train,
+            local_batch,
+            shuffle=True,
+            drop_last=True,
+            augment=cfg.augment != "none",
+            padding=4 if cfg.augment == "crop-flip" else 0,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world_size,
+            **common,
+        )
+        shard = test.select(torch.arange(rank, len(test), world_size))
+        test_batches: BatchLoader | FolderBatches = BatchLoader(
+            shard, 500, shuffle=False, augment=False, **common
+        )
+        in_chans, size = train.images.shape[1], train.images.shape[-1]
+    else:
+        workers = cfg.workers if cfg.workers is not None else default_workers(world_size)
+        train_batches = FolderBatches(
+            train,
+            local_batch,
+            shuffle=True,
+            drop_last=True,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world_size,
+            workers=workers,
+        )
+        test_batches = FolderBatches(
+            test,
+            100,
+            shuffle=False,
+            drop_last=False,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world_size,
+            workers=workers,
+        )
+        mean, std, in_chans, size = train.mean, train.std, 3, image_size
+    if len(train_batches) == 0:
+        raise DeepresError(
+            f"the training split of {cfg.data} has fewer images than one batch per process "
+            f"({local_batch}); lower --batch-size"
+        )
+    return TrainData(
+        train_batches, test_batches, list(train.classes), in_chans, tuple(mean), tuple(std), size
+    )
+
+
+def hold_out(data: TensorData, count: int, seed: int) -> tuple[TensorData, TensorData]:
+    """Split off ``count`` training images as a validation set (the paper's 45k/5k split)."""
+    if count >= len(data):
+        raise DeepresError(f"--val-split {count} leaves no training images of {len(data)}")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.select(order[count:].sort().values), data.select(order[:count].sort().values)
