@@ -315,7 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=positive_int, default=5)
     pr.add_argument("--json", action="store_true", help="print JSON")
     pr.set_defaults(run=cmd_predict)
+
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
+
+
+# Subcommands that live beside the code they run: each module has ``register(sub)``.
+COMMAND_MODULES: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:
