@@ -14,6 +14,7 @@ The *plain* twins (§4.1) are the same networks with ``shortcut="none"``.
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import nn
 
 from deepres.errors import DeepresError
@@ -32,6 +33,10 @@ def check_input(x: torch.Tensor, in_chans: int) -> None:
             f"{tuple(x.shape)}; build the model with in_chans={x.shape[1] if x.dim() == 4 else '?'}"
             " or convert the images (e.g. grayscale <-> RGB)"
         )
+
+
+# A leaf in torch.fx graphs (the shape check is Python control flow), so the models trace.
+torch.fx.wrap("check_input")
 
 
 class ResNet(nn.Module):
