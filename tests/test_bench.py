@@ -1,0 +1,139 @@
+"""The benchmark runs and reports every field; the fast inference path is exact enough."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torchvision import transforms
+
+from deepres import create_model
+from deepres.bench import PILDataset, reference_transform
+from deepres.data import load_split, normalize
+from deepres.inference import optimize_for_inference
+from deepres.train import load_model, resolve_config, train
+
+
+def test_bench_tiny_run_writes_every_field(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepres",
+            "bench",
+            "--model",
+            "resnet20",
+            "--mode",
+            "both",
+            "--batch-size",
+            "8",
+            "--rounds",
+            "2",
+            "--steps",
+            "1",
+            "--against",
+            "reference",
+            "--reference-workers",
+            "0",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    for key in ("model", "batch_size", "torch", "cpu_capability", "bf16_native", "threads"):
+        assert key in report
+    assert report["matmul_gflops"]["fp32"] > 0 and report["matmul_gflops"]["bf16"] > 0
+    ours, ref = report["train"]["ours"], report["train"]["reference_workers0"]
+    for r in (ours, ref, report["infer"]["ours_fp32"]):
+        for key in (
+            "images_per_s",
+            "ms_per_batch",
+            "gflops",
+            "peak_rss_mb",
+            "pct_of_fp32_matmul",
+            "pct_of_bf16_matmul",
+        ):
+            assert r[key] > 0, key
+    assert len(ref["ours_speedup_per_round"]) == 2
+    assert ref["ours_speedup_median"] > 0
+    assert "img/s" in result.stdout and "speed-up" in result.stdout
+
+
+def test_reference_loop_is_the_tutorial_loop(cifar_small):
+    transform = reference_transform((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    kinds = [type(t) for t in transform.transforms]
+    assert kinds == [
+        transforms.RandomCrop,
+        transforms.RandomHorizontalFlip,
+        transforms.ToTensor,
+        transforms.Normalize,
+    ]
+    assert transform.transforms[0].padding == 4
+    # The PIL images handed to the transforms are the decoded files themselves.
+    data = load_split(str(cifar_small), "test")
+    first = sorted((cifar_small / "test" / data.classes[0]).iterdir())[0]
+    plain = transforms.Compose([transforms.ToTensor()])
+    dataset = PILDataset(data, plain)
+    expected = plain(Image.open(first).convert("RGB"))
+    assert torch.equal(dataset[0][0], expected)
+    # ... and our normalisation of the same uint8 data gives the same numbers as ToTensor+Normalize.
+    ours = normalize(data.images[:1], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))[0]
+    theirs = transforms.Normalize((0.5,) * 3, (0.25,) * 3)(expected)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_fast_inference_matches_torchvision_resnet50_on_real_images():
+    from tests.conftest import SHARED_DATA
+
+    folder = SHARED_DATA / "imagenette-224" / "val"
+    if not folder.is_dir():
+        pytest.skip("imagenette-224 is not here")
+    files = [sorted(d.iterdir())[0] for d in sorted(folder.iterdir())[:4]]
+    images = torch.stack(
+        [transforms.functional.pil_to_tensor(Image.open(f).convert("RGB")) for f in files]
+    )
+    x = normalize(images, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50().eval()
+    with torch.no_grad():  # trained-looking BN statistics
+        for m in reference.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2)
+                m.running_mean.uniform_(-0.2, 0.2)
+    ours = create_model("resnet50")
+    ours.load_state_dict(reference.state_dict())
+    fast = optimize_for_inference(ours, dtype="fp32")
+    with torch.inference_mode():
+        assert (fast(x) - reference(x)).abs().max().item() < 1e-4
+
+
+def test_bf16_inference_agrees_on_top1(cifar_small, tmp_path):
+    out = tmp_path / "run"
+    cfg = resolve_config(
+        model="resnet20",
+        data=str(cifar_small),
+        out=str(out),
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        progress="off",
+    )
+    train(cfg)
+    model, meta = load_model(out)
+    data = load_split(str(cifar_small), "test")
+    x = normalize(data.images, meta["mean"], meta["std"])
+    with torch.inference_mode():
+        reference = model(x)
+        fp32 = optimize_for_inference(model, dtype="fp32")(x)
+        bf16 = optimize_for_inference(model, dtype="bf16")(x)
+    assert (fp32 - reference).abs().max().item() < 1e-4
+    agree = (bf16.argmax(1) == reference.argmax(1)).float().mean().item()
+    assert agree >= 0.995  # 200 images: at most one near-tie may flip
