@@ -120,11 +120,29 @@ def _read(path: str | Path) -> bytes:
         raise DeepresError(f"{path}: cannot read image file ({e}); fix or remove it") from e
 
 
+MAX_PIXELS = 64 * 1024 * 1024  # 64 megapixels: refuses decompression bombs before decoding
+
+
+def _check_pixels(data: bytes, path: str | Path) -> None:
+    """Read only the header and refuse images too large to decode safely."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return  # not something PIL can size: the decoders below give the error
+    if width * height > MAX_PIXELS:
+        raise DeepresError(
+            f"{path}: {width}x{height} pixels is over the {MAX_PIXELS // 2**20} megapixel limit "
+            "(a decompression bomb, or an image to downscale before use)"
+        )
+
+
 def decode_rgb(data: bytes, path: str | Path) -> torch.Tensor:
     """Decode image bytes to a uint8 3 x H x W RGB tensor (grayscale/RGBA/palette converted).
 
     torchvision's decoder first, PIL as the fallback (BMP, TIFF, ...); neither -> DeepresError.
     """
+    _check_pixels(data, path)
     img: torch.Tensor | None = None
     try:
         img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB)

@@ -29,39 +29,60 @@ DIGIT_CLASSES = [str(d) for d in range(10)]
 _PREFIX = {"train": "train", "test": "t10k"}
 
 
+MAX_IDX_BYTES = 1 << 31  # 2 GiB: far above any MNIST-style file; refuses decompression bombs
+
+
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read one unsigned-byte IDX file (gzip detected by content) into a numpy array."""
+    """Read one unsigned-byte IDX file (gzip detected by content) into a numpy array.
+
+    The file is streamed: the header says how many bytes follow, and no more than that (and
+    never more than ``MAX_IDX_BYTES``) is decompressed, so a gzip bomb costs nothing.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with open(path, "rb") as plain:
+            gzipped = plain.read(2) == b"\x1f\x8b"
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as f:
+            magic = f.read(4)
+            _check_magic(path, magic)
+            ndim = magic[3]
+            head = f.read(4 * ndim)
+            if ndim == 0 or len(head) < 4 * ndim:
+                raise DeepresError(
+                    f"{path}: IDX header is truncated; re-download or reinstall the file"
+                )
+            dims = tuple(int(d) for d in np.frombuffer(head, dtype=">u4"))
+            size = int(np.prod(dims, dtype=np.int64))
+            if size > MAX_IDX_BYTES:
+                raise DeepresError(
+                    f"{path}: IDX header claims {dims} = {size} bytes, more than "
+                    f"the {MAX_IDX_BYTES} limit; the file is corrupt"
+                )
+            body = f.read(size)
+            extra = f.read(1)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise DeepresError(
             f"{path}: cannot read IDX file ({e}); re-download or reinstall it"
         ) from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+    if len(body) != size or extra:
         raise DeepresError(
-            f"{path}: bad IDX magic number {raw[:4].hex()}; expected 0000 08 0d (unsigned "
+            f"{path}: IDX header {dims} needs {size} data bytes but the file has "
+            f"{'more' if extra else len(body)}; the file is truncated or corrupt - re-download it"
+        )
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _check_magic(path: Path, magic: bytes) -> None:
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
+        raise DeepresError(
+            f"{path}: bad IDX magic number {magic[:4].hex()}; expected 0000 08 0d (unsigned "
             f"bytes, d dims) - this is not an MNIST-style IDX file"
         )
-    if raw[2] != 0x08:
+    if magic[2] != 0x08:
         raise DeepresError(
-            f"{path}: IDX element type 0x{raw[2]:02x} is not unsigned byte (0x08); only the "
+            f"{path}: IDX element type 0x{magic[2]:02x} is not unsigned byte (0x08); only the "
             f"MNIST/Fashion-MNIST ubyte files are supported"
         )
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise DeepresError(f"{path}: IDX header is truncated ({len(raw)} bytes); re-download it")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise DeepresError(
-            f"{path}: IDX file has {len(raw)} bytes but its header {dims} needs {expected}; "
-            f"the file is truncated or corrupt - re-download it"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _find(folder: Path, stem: str) -> Path:
