@@ -1,0 +1,103 @@
+"""Identity vs projection shortcuts (He et al. 2016, §4.1, Table 3), here on CIFAR.
+
+The same ResNet trained with option A (zero-padding identity where the shape changes), B
+(projections where the shape changes, identity elsewhere) and C (projections everywhere).
+The paper (ImageNet ResNet-34): C slightly better than B, B slightly better than A, at a cost
+in parameters for C: projections are not essential to the degradation problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepres.experiments.common import (
+    Settings,
+    describe_training,
+    markdown_table,
+    model_name,
+    pct,
+    read_run,
+    run_all,
+    write_report,
+)
+from deepres.plots import DEPTH_COLORS, curve_panel, plot_panels
+from deepres.train import TrainConfig
+
+OPTIONS = ("A", "B", "C")
+# Published reference figures (He et al. 2016, Table 3): ImageNet ResNet-34, 10-crop top-1 error %.
+PAPER_TABLE3 = {"A": 25.03, "B": 24.52, "C": 24.19}
+FIGURE = "shortcuts.png"
+
+
+def run_name(depth: int, option: str) -> str:
+    return f"{model_name('resnet', depth)}-{option}"
+
+
+def configs(settings: Settings) -> list[TrainConfig]:
+    return [
+        settings.config(model_name("resnet", depth), run_name(depth, option), shortcut=option)
+        for depth in settings.depths
+        for option in OPTIONS
+    ]
+
+
+def run(settings: Settings) -> Path:
+    settings.save()
+    run_all(configs(settings))
+    return report(settings)
+
+
+def report(settings: Settings) -> Path:
+    """report.md and the figure, from the runs' metrics files."""
+    rows, panels = [], []
+    for depth in settings.depths:
+        results = {option: read_run(settings.out / run_name(depth, option)) for option in OPTIONS}
+        for option, r in results.items():
+            rows.append(
+                [
+                    r.label,
+                    option,
+                    f"{r.params:,}" if r.params is not None else "n/a",
+                    pct(r.final_test_error),
+                    pct(r.best_test_error),
+                    pct(r.final_train_error),
+                    f"{PAPER_TABLE3[option]:.2f}%",
+                ]
+            )
+        panels.append(
+            curve_panel(
+                {f"{r.label} {option}": r.rows for option, r in results.items()},
+                title=f"ResNet-{depth}: shortcut options",
+                colors={
+                    f"{r.label} {o}": DEPTH_COLORS[i] for i, (o, r) in enumerate(results.items())
+                },
+            )
+        )
+    plot_panels(panels, settings.out / FIGURE)
+    lines = [
+        "# Identity vs projection shortcuts on CIFAR (He et al. 2016, Table 3)",
+        "",
+        "A: zero-padding identity where the shape changes; B: projections where the shape "
+        "changes; C: projections on every block.",
+        "",
+        describe_training(settings, configs(settings)[0]),
+        "",
+        markdown_table(
+            [
+                "net",
+                "shortcut",
+                "params",
+                "final test err",
+                "best test err",
+                "final train err",
+                "paper (published, ImageNet ResNet-34 top-1, 10-crop)",
+            ],
+            rows,
+        ),
+        "",
+        "The last column is the paper's published Table 3 (ImageNet, not CIFAR), for the "
+        "ordering only; it was not measured here.",
+        "",
+        f"![training curves]({FIGURE})",
+    ]
+    return write_report(settings, "\n".join(lines))
