@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,7 +127,8 @@ MAX_PIXELS = 64 * 1024 * 1024  # 64 megapixels: refuses decompression bombs befo
 def _check_pixels(data: bytes, path: str | Path) -> None:
     """Read only the header and refuse images too large to decode safely."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             width, height = im.size
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return  # not something PIL can size: the decoders below give the error

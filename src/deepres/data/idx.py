@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def read_idx(path: str | Path) -> np.ndarray:
                     f"{path}: IDX header is truncated; re-download or reinstall the file"
                 )
             dims = tuple(int(d) for d in np.frombuffer(head, dtype=">u4"))
-            size = int(np.prod(dims, dtype=np.int64))
+            size = math.prod(dims)
             if size > MAX_IDX_BYTES:
                 raise DeepresError(
                     f"{path}: IDX header claims {dims} = {size} bytes, more than "
