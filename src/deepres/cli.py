@@ -51,6 +51,13 @@ def train_options(parser: argparse.ArgumentParser) -> None:
     add("--iters", type=positive_int, help="train this many iterations (overrides --epochs)")
     add("--batch-size", type=positive_int, help="global batch size")
     add("--lr", type=float)
+    add(
+        "--scale-lr",
+        type=positive_int,
+        dest="lr_scale_batch",
+        metavar="REF_BATCH",
+        help="linear scaling rule (Goyal et al. 2017): lr x global batch / REF_BATCH",
+    )
     add("--momentum", type=float)
     add("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     add("--weight-decay", type=float)
@@ -82,7 +89,18 @@ def train_options(parser: argparse.ArgumentParser) -> None:
     add("--detect-anomaly", action=argparse.BooleanOptionalAction, default=None)
     add("--out", help="run folder (default runs/MODEL-DATA)")
     add("--resume", metavar="RUN", help="continue the run in this folder")
-    add("--nproc", type=positive_int, help="launch N processes through torchrun")
+    launch = parser.add_argument_group(
+        "launching through torchrun (one process per device; see train/distributed.py)"
+    )
+    launch.add_argument("--nproc", type=positive_int, help="processes per machine")
+    launch.add_argument("--nnodes", help="machines, N or MIN:MAX (torchrun --nnodes)")
+    launch.add_argument("--node-rank", type=int, help="this machine's rank (static rendezvous)")
+    launch.add_argument("--rdzv-endpoint", help="HOST:PORT that every machine can reach")
+    launch.add_argument("--rdzv-backend", help="c10d (default with an endpoint) or static")
+    launch.add_argument("--rdzv-id", help="a job id, the same on every machine")
+    launch.add_argument(
+        "--max-restarts", type=int, help="restart all workers up to N times after a failure"
+    )
 
 
 RESUME_OVERRIDABLE = {"progress", "threads", "workers", "device"}
@@ -93,15 +111,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
 
+    launching = {k: getattr(args, k) for k in LAUNCH_OPTIONS if getattr(args, k) is not None}
+    if launching and (launching.keys() != {"nproc"} or args.nproc > 1):
+        launch_torchrun(args)
+        return
     from deepres.train import TrainConfig, resolve_config, train
 
-    if args.nproc and args.nproc > 1:
-        launch_torchrun(args.nproc)
-        return
     options = {
         k: v
         for k, v in vars(args).items()
-        if k not in ("command", "run", "resume", "nproc", "recipe") and v is not None
+        if k not in ("command", "run", "resume", "recipe", *LAUNCH_OPTIONS) and v is not None
     }
     if args.resume:
         saved = Path(args.resume) / "config.json"
@@ -127,35 +146,72 @@ def cmd_train(args: argparse.Namespace) -> None:
     train(cfg)
 
 
-def launch_torchrun(nproc: int) -> None:
-    """``deepres train --nproc N ...`` = ``torchrun --nproc-per-node N -m deepres train ...``"""
+LAUNCH_OPTIONS = (
+    "nproc",
+    "nnodes",
+    "node_rank",
+    "rdzv_endpoint",
+    "rdzv_backend",
+    "rdzv_id",
+    "max_restarts",
+)
+
+
+def torchrun_command(args: argparse.Namespace) -> list[str]:
+    """``deepres train --nproc N [--nnodes ...] OPTIONS`` as the torchrun command that runs
+    ``python -m deepres train OPTIONS`` in every process. One machine: ``--standalone`` (a
+    free port, a fresh job id); several: the rendezvous options pass through."""
+    import os
+
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        raise DeepresError(
+            "--nproc and the rendezvous options launch torchrun; this process already runs "
+            "under torchrun: drop them"
+        )
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node"]
+    command.append(str(args.nproc or 1))
+    if args.nnodes is None and args.rdzv_endpoint is None:
+        command.append("--standalone")
+    else:
+        backend = args.rdzv_backend or ("c10d" if args.rdzv_endpoint else "static")
+        command += ["--nnodes", args.nnodes or "1", "--rdzv-backend", backend]
+        for flag, value in (
+            ("--node-rank", args.node_rank),
+            ("--rdzv-endpoint", args.rdzv_endpoint),
+            ("--rdzv-id", args.rdzv_id),
+        ):
+            if value is not None:
+                command += [flag, str(value)]
+    if args.max_restarts is not None:
+        command += ["--max-restarts", str(args.max_restarts)]
+    return [*command, "-m", "deepres", "train", *worker_options(args)]
+
+
+def worker_options(args: argparse.Namespace) -> list[str]:
+    """The parsed training options back as command-line flags, without the launcher's."""
+    flags: list[str] = []
+    for key, value in vars(args).items():
+        if key in ("command", "run", *LAUNCH_OPTIONS) or value is None:
+            continue
+        flag = "--" + ("scale-lr" if key == "lr_scale_batch" else key.replace("_", "-"))
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            flags += [flag, *map(str, value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def launch_torchrun(args: argparse.Namespace) -> None:
+    """Run ``torchrun_command(args)``; its exit status becomes ours. The c10d rendezvous gets
+    a fresh store in every round, so that restarted workers never read a failed attempt's
+    addresses (pytorch/pytorch#135712)."""
     import os
     import subprocess
 
-    argv = sys.argv[1:]
-    rest: list[str] = []
-    skip = False
-    for item in argv:
-        if skip:
-            skip = False
-            continue
-        if item == "--nproc":
-            skip = True
-            continue
-        if item.startswith("--nproc="):
-            continue
-        rest.append(item)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        str(nproc),
-        "-m",
-        "deepres",
-        *rest,
-    ]
-    code = subprocess.call(command, env=os.environ.copy())
+    env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", **os.environ}
+    code = subprocess.call(torchrun_command(args), env=env)
     if code:
         raise DeepresError(f"torchrun exited with status {code}")
 

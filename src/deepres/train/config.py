@@ -32,6 +32,8 @@ class TrainConfig:
     batch_size: int = 128
     # optimisation (SGD)
     lr: float = 0.1
+    # linear scaling rule (Goyal et al. 2017): train with lr * batch_size / lr_scale_batch
+    lr_scale_batch: int | None = None
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
@@ -86,6 +88,10 @@ class TrainConfig:
         )
         need(self.iters is not None or self.epochs is not None, "give --epochs or --iters")
         need(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        need(
+            self.lr_scale_batch is None or self.lr_scale_batch > 0,
+            f"--scale-lr (the reference batch) must be positive, got {self.lr_scale_batch}",
+        )
         need(self.weight_decay >= 0, "--weight-decay must be >= 0")
         need(0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
         need(self.grad_accum_steps >= 1, "--grad-accum-steps must be >= 1")

@@ -19,6 +19,7 @@ from deepres.data import BatchLoader, ImageFolderDataset, TensorData, dataset_st
 from deepres.data.augment import derive_seed
 from deepres.errors import DeepresError
 from deepres.train.config import TrainConfig
+from deepres.train.distributed import RankBatches, global_batch_shard
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
@@ -37,10 +38,11 @@ class FolderBatches:
         rank: int,
         world_size: int,
         workers: int,
+        accum: int = 1,
     ) -> None:
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.drop_last, self.seed, self.workers = drop_last, seed, workers
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.accum = rank, world_size, accum
 
     def _indices(self, epoch: int) -> torch.Tensor:
         n = len(self.dataset)
@@ -50,11 +52,16 @@ class FolderBatches:
             )
         else:
             order = torch.arange(n)
-        return order[self.rank :: self.world_size]
+        if self.drop_last:  # training: global-batch-major shards (see train/distributed.py)
+            return global_batch_shard(order, self.rank, self.world_size, self.batch_size, len(self))
+        return order[self.rank :: self.world_size]  # testing: every image once, no padding
 
     def __len__(self) -> int:
+        if self.drop_last:  # whole SGD steps of accum micro-batches only
+            steps = len(self.dataset) // (self.batch_size * self.world_size * self.accum)
+            return steps * self.accum
         n = len(range(self.rank, len(self.dataset), self.world_size))
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return math.ceil(n / self.batch_size)
 
     def iter_epoch(self, epoch: int, start_batch: int = 0) -> Batches:
         indices = self._indices(epoch)[start_batch * self.batch_size :].tolist()
@@ -75,7 +82,7 @@ class FolderBatches:
 
 @dataclass
 class TrainData:
-    train: BatchLoader | FolderBatches
+    train: RankBatches | FolderBatches
     test: BatchLoader | FolderBatches
     classes: list[str]
     in_chans: int
@@ -93,7 +100,8 @@ def build_data(
 ) -> TrainData:
     """Load the configured data set and wrap its splits for training and testing.
 
-    ``cfg.batch_size`` is the global batch: each of ``world_size`` processes takes its share.
+    ``cfg.batch_size`` is the global batch: each of ``world_size`` processes takes its share
+    of every global micro-batch (global-batch-major sharding, see ``train/distributed.py``).
     The test set is split into disjoint shards so that every image is evaluated exactly once.
     """
     local_batch = cfg.batch_size // world_size // cfg.grad_accum_steps
@@ -117,19 +125,31 @@ def build_data(
     if isinstance(train, TensorData):
         assert isinstance(test, TensorData)
         mean, std = dataset_stats(cfg.data, cfg.data_root)
-        common = dict(mean=mean, std=std, device=device, channels_last=cfg.channels_last)
-        train_batches: BatchLoader | FolderBatches = BatchLoader(
+        common = dict(
+            mean=mean,
+            std=std,
+            device=device,
+            channels_last=cfg.channels_last,
+            dtype=torch.get_default_dtype(),  # the model's dtype (float32 unless changed)
+        )
+        global_micro = BatchLoader(  # every rank builds the global micro-batch, keeps its part
             train,
-            local_batch,
+            local_batch * world_size,
             shuffle=True,
             drop_last=True,
             augment=cfg.augment != "none",
             padding=4 if cfg.augment == "crop-flip" else 0,
             seed=cfg.seed,
-            rank=rank,
-            world_size=world_size,
             **common,
         )
+        train_batches: RankBatches | FolderBatches = RankBatches(
+            global_micro, rank, world_size, cfg.grad_accum_steps
+        )
+        if len(test) < world_size:
+            raise DeepresError(
+                f"the test split of {cfg.data} has {len(test)} images, fewer than the "
+                f"{world_size} processes; use fewer processes or more test images"
+            )
         shard = test.select(torch.arange(rank, len(test), world_size))
         test_batches: BatchLoader | FolderBatches = BatchLoader(
             shard, 500, shuffle=False, augment=False, **common
@@ -146,6 +166,7 @@ def build_data(
             rank=rank,
             world_size=world_size,
             workers=workers,
+            accum=cfg.grad_accum_steps,
         )
         test_batches = FolderBatches(
             test,
@@ -160,8 +181,8 @@ def build_data(
         mean, std, in_chans, size = train.mean, train.std, 3, image_size
     if len(train_batches) == 0:
         raise DeepresError(
-            f"the training split of {cfg.data} has fewer images than one batch per process "
-            f"({local_batch}); lower --batch-size"
+            f"the training split of {cfg.data} has fewer images than one global batch "
+            f"({cfg.batch_size}); lower --batch-size"
         )
     return TrainData(
         train_batches, test_batches, list(train.classes), in_chans, tuple(mean), tuple(std), size

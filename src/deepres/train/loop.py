@@ -42,23 +42,30 @@ from deepres.train.runlock import RunLock
 CONFIG_FILE = "config.json"
 
 
+def lr_scale(cfg: TrainConfig) -> float:
+    """The linear scaling rule of Goyal et al. (2017), opt-in with ``--scale-lr REF``: the
+    learning rate is multiplied by global batch / REF (1 when off)."""
+    return cfg.batch_size / cfg.lr_scale_batch if cfg.lr_scale_batch else 1.0
+
+
 def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
     """The learning rate at ``step`` of ``total``: a pure function, so resuming needs no
     scheduler state."""
+    peak = cfg.lr * lr_scale(cfg)
     warmup = int(cfg.warmup * (total if cfg.schedule == "onecycle" else steps_per_epoch))
     if cfg.schedule == "onecycle":  # linear up from lr/25 to lr, then linear down to 0
         if step < warmup:
-            return cfg.lr * (0.04 + 0.96 * step / warmup)
-        return cfg.lr * max(0.0, (total - step) / max(total - warmup, 1))
+            return peak * (0.04 + 0.96 * step / warmup)
+        return peak * max(0.0, (total - step) / max(total - warmup, 1))
     if step < warmup:
-        return cfg.lr * (step + 1) / warmup
+        return peak * (step + 1) / warmup
     if cfg.schedule == "step":  # divide by 10 at each milestone (fractions of training)
         passed = sum(step >= round(m * total) for m in cfg.milestones)
-        return cfg.lr * cfg.gamma**passed
+        return peak * cfg.gamma**passed
     if cfg.schedule == "cosine":
         t = (step - warmup) / max(total - warmup, 1)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
-    return cfg.lr
+        return peak * 0.5 * (1 + math.cos(math.pi * t))
+    return peak
 
 
 def autocast_dtype(amp: str, device_type: str) -> torch.dtype | None:
@@ -105,18 +112,24 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict[str, Any]:
-    if not resume and (out / STATE_FILE).exists():
-        raise DeepresError(
-            f"{out} already holds a run; continue it with --resume {out}, or choose another --out"
-        )
+    if ctx.is_main:  # only rank 0 looks at the run folder (other machines may not see it)
+        restarted = not resume and dist.restarted_run(out) and (out / STATE_FILE).exists()
+        if not resume and not restarted and (out / STATE_FILE).exists():
+            raise DeepresError(
+                f"{out} already holds a run; continue it with --resume {out}, or choose "
+                "another --out"
+            )
+        resume = resume or restarted
+        dist.claim_run(out)  # under torchrun: a restart of this job may continue this run
+    resume = dist.broadcast(resume, ctx)
     torch.manual_seed(cfg.seed)
     data = build_data(cfg, ctx.rank, ctx.world_size, ctx.device)
     args = model_args(cfg, data)
     model = create_model(cfg.model, **args)
     if cfg.init_from and not resume:
         load_pretrained(model, cfg.init_from)
-    if cfg.sync_bn and ctx.world_size > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.sync_bn:
+        model = dist.convert_sync_batchnorm(model, ctx)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(ctx.device, memory_format=memory_format)
     optimizer = torch.optim.SGD(
@@ -155,8 +168,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
         "sums": [0.0, 0.0, 0.0],
         "train_time": 0.0,
     }
-    if resume:
-        saved = load_state(out / STATE_FILE)
+    if resume:  # rank 0 reads the checkpoint and sends it to the others
+        saved = dist.broadcast(load_state(out / STATE_FILE) if ctx.is_main else None, ctx)
         check_same_model(saved, meta, out)
         model_state = saved.pop("model")
         unwrap(model).load_state_dict(model_state)
@@ -165,6 +178,10 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
             scaler.load_state_dict(saved.pop("scaler"))
         torch.set_rng_state(saved.pop("rng_torch"))
         state.update(saved)
+        if not ctx.is_main:  # the saved sums are global ones: count them once, on rank 0
+            state["sums"] = [0.0, 0.0, 0.0]
+        if ctx.is_main and dist.restart_count():
+            print(f"torchrun restart {dist.restart_count()}: continuing from step {state['step']}")
     elif ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / CONFIG_FILE, lambda p: p.write_text(cfg.to_json()))
@@ -174,6 +191,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
         net = torch.compile(net)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     needs_warmup = cfg.warmup_lr is not None and _depth(cfg.model) >= cfg.warmup_min_depth
+    warmup_lr = (cfg.warmup_lr or 0.0) * lr_scale(cfg)
     progress = Progress(total, cfg.progress if ctx.is_main else "off")
     writer = tensorboard_writer(out) if ctx.is_main else None
     if ctx.is_main:
@@ -182,13 +200,16 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
             f"parameters) on {cfg.data}: {len(data.classes)} classes, "
             f"{epochs} epochs / {total} iterations of batch {cfg.batch_size}, "
             f"{ctx.world_size} process(es) on {ctx.device}"
+            + (f", lr x {lr_scale(cfg):g} (linear scaling rule)" if cfg.lr_scale_batch else "")
         )
 
     def save_checkpoint(best: bool = False, train_time: float | None = None) -> None:
+        sums = dist.all_sum(state["sums"], ctx) if ctx.world_size > 1 else state["sums"]
         if not ctx.is_main:
             return
         full = {
             **state,
+            "sums": sums,
             "model": unwrap(model).state_dict(),
             "optimizer": optimizer.state_dict(),
             "rng_torch": torch.get_rng_state(),
@@ -238,9 +259,12 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
                     continue
                 lr = learning_rate(cfg, state["step"], total, steps_per_epoch)
                 if needs_warmup and not state["warmup_done"]:
-                    state["warm_error"] = 0.9 * state["warm_error"] + 0.1 * errors / len(labels)
+                    count: float = len(labels)
+                    if ctx.world_size > 1:  # every rank must take the same decision
+                        errors, count = dist.all_sum([errors, count], ctx)
+                    state["warm_error"] = 0.9 * state["warm_error"] + 0.1 * errors / count
                     state["warmup_done"] = state["warm_error"] < cfg.warmup_until_error
-                    lr = cfg.warmup_lr if not state["warmup_done"] else lr
+                    lr = warmup_lr if not state["warmup_done"] else lr
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 scaler.step(optimizer)
@@ -248,6 +272,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 state["batch"] += 1
+                dist.maybe_fail(state["step"], ctx)
                 loss_sum, error_sum, seen = state["sums"]
                 elapsed = time.perf_counter() - started - paused
                 progress.update(
@@ -308,6 +333,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
 def run_eval(
     net: nn.Module, data: TrainData, ctx: dist.Context, amp_dtype: torch.dtype | None
 ) -> Any:
+    dist.broadcast_buffers(net, ctx)  # every rank evaluates the weights rank 0 saves
     acc = evaluate(net, data.test.iter_epoch(0), len(data.classes), amp_dtype, ctx.device)
     if ctx.world_size > 1:
         acc.load_totals(dist.all_sum_tensor(acc.totals(), ctx))
