@@ -97,11 +97,16 @@ def resolve_weights(path: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The model saved at ``path`` (a run folder or a .safetensors file), in eval mode,
-    and its metadata (``model``, ``model_args``, ``classes``, ``mean``, ``std``, ...)."""
+    """The model saved at ``path`` (a run folder, a .safetensors file, or a .pt2 program from
+    ``deepres export``/``deepres quantize``), in eval mode, and its metadata (``model``,
+    ``model_args``, ``classes``, ``mean``, ``std``, ...)."""
     from deepres.models import create_model
 
     path = resolve_weights(path)
+    if path.suffix == ".pt2":
+        from deepres.deploy.program import load_program
+
+        return load_program(path)
     meta = read_meta(path)
     model = create_model(meta["model"], **meta.get("model_args", {}))
     try:

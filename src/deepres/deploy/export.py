@@ -1,0 +1,287 @@
+"""``deepres export``: a checkpoint as ONNX, TorchScript or a ``torch.export`` program,
+checked against PyTorch on real images before it is called done.
+
+BatchNorm folding (``--fold-bn``): at inference a BN layer is the fixed affine map
+y = gamma (x - mu) / sqrt(var + eps) + beta, and every BN of a ResNet directly follows a
+convolution (He et al. 2016, §3.4: "batch normalization right after each convolution and
+before activation"), so the two collapse into one convolution with a bias.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from deepres.errors import DeepresError
+from deepres.train.checkpoint import atomic_write
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-program": ".pt2"}
+TOLERANCE = 1e-4
+DEFAULT_OPSET = 18
+MAX_BATCH = 65536
+CHECK_IMAGES = 8  # dynamic batch: one batch of 7 and one of 1
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+# Libraries that log each optimisation step at INFO (the CLI logs at INFO).
+CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._dynamo")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence exporter chatter: INFO logs and the deprecation warnings of TorchScript
+    (still the format many C++ deployments read)."""
+    loggers = [logging.getLogger(name) for name in CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with each BatchNorm folded into the convolution before
+    it (the BN becomes ``nn.Identity``). Pairs are found by name, as deepres ResNets and
+    torchvision name them: ``convK`` -> ``bnK`` in one module, and ``conv`` -> ``bn`` at
+    consecutive positions of an ``nn.Sequential`` (the projection shortcuts)."""
+    folded = copy.deepcopy(model).eval()
+    pairs: list[tuple[nn.Module, str, str]] = []
+    for module in folded.modules():
+        children = dict(module.named_children())
+        for name, child in children.items():
+            if isinstance(child, nn.BatchNorm2d) and name.startswith("bn"):
+                conv = children.get("conv" + name[2:])
+                if isinstance(conv, nn.Conv2d):
+                    pairs.append((module, "conv" + name[2:], name))
+        if isinstance(module, nn.Sequential):
+            names = list(children)
+            for before, after in zip(names, names[1:], strict=False):
+                if isinstance(children[before], nn.Conv2d) and isinstance(
+                    children[after], nn.BatchNorm2d
+                ):
+                    pairs.append((module, before, after))
+    for module, conv_name, bn_name in pairs:
+        conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+        setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+        setattr(module, bn_name, nn.Identity())
+    left = [n for n, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        log.warning("BatchNorm layers without a preceding convolution stay: %s", ", ".join(left))
+    return folded
+
+
+def example_input(model: nn.Module, meta: dict[str, Any], batch: int) -> torch.Tensor:
+    size = int(meta.get("input_size", getattr(model, "default_input_size", 224)))
+    return torch.randn(batch, len(meta["mean"]), size, size)
+
+
+def export_model(
+    model: nn.Module,
+    path: Path,
+    fmt: str,
+    meta: dict[str, Any],
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> None:
+    """Write ``model`` (eval mode) to ``path`` in format ``fmt``, atomically. A static export
+    takes batches of 1; ``dynamic_batch`` makes the batch dimension free."""
+    if fmt not in FORMATS:
+        raise DeepresError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    model = model.eval()
+    example = example_input(model, meta, 2 if dynamic_batch else 1)
+    try:
+        with quiet():
+            write_export(model, path, fmt, example, meta, dynamic_batch, opset)
+    except DeepresError:
+        raise
+    except Exception as err:  # exporters raise many types; name the step and the cause
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DeepresError(f"{fmt} export of {meta.get('model')} failed: {first}") from err
+
+
+def write_export(
+    model: nn.Module,
+    path: Path,
+    fmt: str,
+    example: torch.Tensor,
+    meta: dict[str, Any],
+    dynamic_batch: bool,
+    opset: int,
+) -> None:
+    """``export_model`` without the error translation."""
+    info = json.dumps(meta)
+    if fmt == "onnx":
+        if opset < DEFAULT_OPSET:
+            raise DeepresError(
+                f"--opset {opset}: torch.onnx's exporter writes opset {DEFAULT_OPSET} or newer "
+                f"(older ones lack converters for ops a ResNet uses, e.g. Pad); use --opset "
+                f"{DEFAULT_OPSET} or higher"
+            )
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes=({0: "batch"},) if dynamic_batch else None,
+            verbose=False,
+        )
+        written = program.model.opset_imports.get("")
+        if written != opset:
+            raise DeepresError(f"asked for ONNX opset {opset}, torch.onnx wrote {written}")
+        program.model.metadata_props["deepres"] = info
+        atomic_write(path, lambda tmp: program.save(tmp, external_data=False))
+    elif fmt == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(model, example, check_trace=False)
+        files = {"deepres.json": info}
+        atomic_write(path, lambda tmp: torch.jit.save(traced, str(tmp), _extra_files=files))
+    else:
+        from deepres.deploy.program import save_program
+
+        save_program(path, export_program(model, example, dynamic_batch), meta)
+
+
+def export_program(
+    model: nn.Module, example: torch.Tensor, dynamic_batch: bool, strict: bool = False
+) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model`` at ``example``'s shape, the batch size free or not."""
+    shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},) if dynamic_batch else None
+    example = example.detach().clone()  # the program stores it: not a view of a larger batch
+    return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=strict)
+
+
+def load_runner(path: Path, fmt: str) -> Runner:
+    """The exported file, loaded by its own runtime, as a function of a float32 batch."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+    if fmt == "torchscript":
+        with quiet():
+            return torch.jit.load(str(path), map_location="cpu").eval()
+    from deepres.deploy.program import load_program
+
+    return load_program(path)[0]
+
+
+def compare(model: nn.Module, runner: Runner, images: torch.Tensor) -> float:
+    """Max |logit difference| between the exported runner and the PyTorch model."""
+    with torch.inference_mode():
+        return (runner(images).float() - model(images)).abs().max().item()
+
+
+def verify_export(
+    model: nn.Module, runner: Runner, images: torch.Tensor, dynamic_batch: bool
+) -> dict[str, float]:
+    """Max |logit difference| of the exported model against ``model``, by batch size.
+    Static exports run image by image; dynamic ones on a batch of 7 and a batch of 1."""
+    if dynamic_batch:
+        if len(images) < CHECK_IMAGES:  # repeat the images to fill both batches
+            images = images.repeat(-(-CHECK_IMAGES // len(images)), 1, 1, 1)[:CHECK_IMAGES]
+        return {
+            "batch 7": compare(model, runner, images[:7]),
+            "batch 1": compare(model, runner, images[7:8]),
+        }
+    return {"batch 1": max(compare(model, runner, images[i : i + 1]) for i in range(len(images)))}
+
+
+def default_out(weights: Path, fmt: str, fold_bn: bool) -> Path:
+    stem = weights.stem + ("-folded" if fold_bn else "")
+    return weights.with_name(stem + FORMATS[fmt])
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from deepres.deploy.inputs import check_images
+    from deepres.deploy.program import ProgramModel
+    from deepres.train.checkpoint import load_model, resolve_weights
+
+    if args.opset is not None and args.format != "onnx":
+        raise DeepresError("--opset applies to --format onnx only")
+    model, meta = load_model(args.checkpoint)
+    if isinstance(model, ProgramModel):
+        raise DeepresError(
+            f"{args.checkpoint} is already an exported program; export from the .safetensors "
+            "checkpoint (run folder) instead"
+        )
+    weights = resolve_weights(args.checkpoint)
+    out = Path(args.out) if args.out else default_out(weights, args.format, args.fold_bn)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images, source = check_images(meta, CHECK_IMAGES, args.images, data_root=args.data_root)
+    target = model
+    if args.fold_bn:
+        target = fold_batchnorm(model)
+        diff = compare(model, target, images)
+        print(f"folded BatchNorm into convolutions: max |logit difference| {diff:.2e}")
+        if diff > TOLERANCE:
+            raise DeepresError(
+                f"BatchNorm folding changed the logits by {diff:.2e} (> {TOLERANCE:g}); "
+                "export without --fold-bn"
+            )
+    info = {
+        **meta,
+        "format": args.format,
+        "fold_bn": args.fold_bn,
+        "dynamic_batch": args.dynamic_batch,
+        "source": str(weights),
+    }
+    start = time.perf_counter()
+    export_model(target, out, args.format, info, args.dynamic_batch, args.opset or DEFAULT_OPSET)
+    size = out.stat().st_size / 2**20
+    print(f"wrote {out} ({size:.1f} MiB, {time.perf_counter() - start:.1f} s)")
+    diffs = verify_export(model, load_runner(out, args.format), images, args.dynamic_batch)
+    worst = max(diffs.values())
+    detail = ", ".join(f"{diff:.2e} ({name})" for name, diff in diffs.items())
+    print(f"verified with {args.format} runtime on {source}: max |logit difference| {detail}")
+    if worst > TOLERANCE:
+        out.unlink(missing_ok=True)
+        raise DeepresError(
+            f"the exported model differs from PyTorch by {worst:.2e} (> {TOLERANCE:g}); "
+            f"removed {out}. Try another --format or export without --fold-bn"
+        )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser(
+        "export",
+        help="ONNX / TorchScript / torch.export program, verified against PyTorch",
+    )
+    ex.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors file")
+    ex.add_argument("--format", required=True, choices=list(FORMATS))
+    ex.add_argument(
+        "--dynamic-batch", action="store_true", help="any batch size (default: batches of 1)"
+    )
+    ex.add_argument("--opset", type=int, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    ex.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions")
+    ex.add_argument("--out", help="output file (default: next to the checkpoint)")
+    ex.add_argument(
+        "--images",
+        nargs="+",
+        help="image files or folders to verify on (default: the checkpoint's test split)",
+    )
+    ex.add_argument("--data-root", help="folder holding the named data sets")
+    ex.set_defaults(run=cmd_export)

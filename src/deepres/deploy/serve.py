@@ -1,0 +1,140 @@
+"""``deepres serve``: a small web page and JSON API that classify uploaded images.
+
+- ``GET /``: a page where a person picks or drops an image and sees the top-5 classes as a
+  bar chart and the time taken (plain HTML/CSS/JS in ``static/index.html``, no CDN).
+- ``POST /predict``: the image as multipart field ``image`` or as the raw request body;
+  answers ``{"top": [{"class", "probability"}, ...], "ms": ...}``, 400 with ``{"error"}``
+  for anything that is not a readable image, 413 for uploads over the size limit.
+- ``GET /info``: the model, its classes and the upload limit.
+
+Served by waitress (a multi-threaded WSGI server), on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from deepres.errors import DeepresError
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from deepres.inference import Predictor
+
+MAX_UPLOAD_BYTES = 10 * 2**20
+TOP_K = 5
+
+
+def page() -> str:
+    return (resources.files("deepres.deploy") / "static" / "index.html").read_text("utf-8")
+
+
+def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES) -> Flask:
+    """The Flask application around ``predictor``."""
+    from flask import Flask, Response, jsonify, request
+
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = max_bytes
+    html = page()
+    meta = predictor.meta
+    info: dict[str, Any] = {
+        "model": meta.get("model"),
+        "data": meta.get("data"),
+        "classes": predictor.classes,
+        "input_size": predictor.size,
+        "quantized": meta.get("quantized"),
+        "max_bytes": max_bytes,
+    }
+
+    def fail(message: str, status: int) -> tuple[Response, int]:
+        return jsonify(error=message), status
+
+    @app.get("/")
+    def index() -> Response:
+        return Response(html, mimetype="text/html")
+
+    @app.get("/info")
+    def model_info() -> Response:
+        return jsonify(info)
+
+    @app.post("/predict")
+    def predict() -> Response | tuple[Response, int]:
+        if request.mimetype == "multipart/form-data":
+            upload = request.files.get("image")
+            if upload is None:
+                return fail(
+                    "no field 'image' in the form: send the image as multipart field 'image' "
+                    "or as the raw request body",
+                    400,
+                )
+            data, name = upload.read(), upload.filename or "upload"
+        else:
+            data, name = request.get_data(), "request body"
+        if not data:
+            return fail("empty upload: send an image file (JPEG, PNG, ...)", 400)
+        start = time.perf_counter()
+        try:
+            prediction = predictor.predict_bytes(data, name, TOP_K)
+        except DeepresError as err:
+            if "not a readable image" in str(err):
+                return fail(
+                    f"{name} is not an image: send a JPEG, PNG, BMP, GIF, WebP or TIFF", 400
+                )
+            return fail(str(err), 400)
+        ms = 1000 * (time.perf_counter() - start)
+        top = [{"class": c, "probability": round(p, 6)} for c, p in prediction.top]
+        return jsonify(top=top, ms=round(ms, 2))
+
+    @app.errorhandler(413)
+    def too_large(_: Exception) -> tuple[Response, int]:
+        return fail(
+            f"upload too large: the limit is {max_bytes / 2**20:g} MB; send a smaller image", 413
+        )
+
+    return app
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from waitress.server import create_server
+
+    from deepres.inference import Predictor
+
+    predictor = Predictor(args.checkpoint)
+    app = create_app(predictor, int(args.max_mb * 2**20))
+    try:
+        server = create_server(app, host=args.host, port=args.port, threads=args.threads)
+    except OSError as err:
+        raise DeepresError(
+            f"cannot listen on {args.host}:{args.port}: {err.strerror}; choose another --port"
+        ) from None
+    host = args.host if ":" not in args.host else f"[{args.host}]"
+    print(
+        f"serving {predictor.meta.get('model')} ({len(predictor.classes)} classes) on "
+        f"http://{host}:{server.effective_port}/  (Ctrl+C to stop)",
+        flush=True,
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: listening on {args.host}, reachable from other machines", flush=True)
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from deepres.cli import positive_int
+
+    sv = sub.add_parser("serve", help="a web page and JSON API that classify uploaded images")
+    sv.add_argument(
+        "--checkpoint", required=True, help="a run folder, .safetensors or .pt2 program"
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    sv.add_argument("--threads", type=positive_int, default=4, help="request threads (4)")
+    sv.add_argument(
+        "--max-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20, help="upload limit (10 MB)"
+    )
+    sv.set_defaults(run=cmd_serve)
