@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands that live beside the code they run: each module has ``register(sub)``.
-COMMAND_MODULES: list[str] = ["deepres.experiments.cli", "deepres.deploy.cli"]
+COMMAND_MODULES: list[str] = ["deepres.bench", "deepres.experiments.cli", "deepres.deploy.cli"]
 
 
 def main(argv: list[str] | None = None) -> int:
