@@ -16,6 +16,7 @@ from deepres import DeepresError
 from deepres.data import dataset_stats
 from deepres.deploy import load_program, quantize_model, save_program
 from deepres.deploy.inputs import images_from_split
+from deepres.deploy.quantize import has_vnni
 from deepres.inference import Predictor
 from deepres.models.resnet import cifar_resnet
 from deepres.train.checkpoint import load_model, save_weights
@@ -157,3 +158,5 @@ def test_cli_quantizes_a_checkpoint_calibrated_on_real_images(cifar_small, meta,
     _, loaded_meta = load_model(out)
     assert loaded_meta["quantized"] == "int8-x86-pt2e"
     assert loaded_meta["calibration"] == {"data": str(cifar_small), "images": 20}
+    assert loaded_meta["reduce_range"] is (not has_vnni())  # 7-bit activations without VNNI
+    assert ("7-bit activations" in result.stdout) is loaded_meta["reduce_range"]

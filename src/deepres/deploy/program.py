@@ -104,8 +104,11 @@ class ProgramModel(nn.Module):
         int8 kernels (oneDNN) instead of quantize/dequantize around fp32 ones."""
         import torch._inductor.config as inductor_config
 
-        try:  # registers the int8 fusion patterns when torchao is installed
-            import torchao.quantization.pt2e.inductor_passes.x86  # noqa: F401
+        from deepres.deploy.quantize import quiet_torchao
+
+        try:  # importing the quantizer registers its int8 fusion passes with Inductor
+            with quiet_torchao():
+                import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
         except ImportError:
             pass
         inductor_config.freezing = True

@@ -40,11 +40,27 @@ def quiet_torchao() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def has_vnni() -> bool:
+    """True where the CPU multiplies int8 with VNNI (AVX512-VNNI, AVX-VNNI or AMX)."""
+    try:
+        return bool(torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older/newer torch without the probes: assume the safe answer
+        return False
+
+
 def quantize_model(
-    model: nn.Module, calibration: torch.Tensor, batch_size: int = 64
+    model: nn.Module,
+    calibration: torch.Tensor,
+    batch_size: int = 64,
+    reduce_range: bool | None = None,
 ) -> torch.export.ExportedProgram:
     """An int8 program of ``model`` (any batch size), calibrated on ``calibration`` (a
-    normalised float batch of real images)."""
+    normalised float batch of real images).
+
+    ``reduce_range`` quantizes activations to 7 bits (0..127). CPUs without VNNI multiply
+    uint8 x int8 pairs with a saturating 16-bit add (AVX2 ``vpmaddubsw``), which full 8-bit
+    activations overflow: on this project's AVX2 machine the fused int8 ResNet-20 lost 4.5
+    points of top-1 that way. ``None``: reduce the range unless this CPU has VNNI."""
     try:
         with quiet_torchao():
             import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
@@ -62,7 +78,10 @@ def quantize_model(
     # as its own partition, which the x86 quantizer's pattern matching requires.
     captured = export_program(model.eval(), example, dynamic_batch=True, strict=True).module()
     quantizer = x86.X86InductorQuantizer()
-    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    if reduce_range is None:
+        reduce_range = not has_vnni()
+    config = x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
+    quantizer.set_global(config)
     prepared = prepare_pt2e(captured, quantizer)
     with torch.no_grad():
         for chunk in calibration.split(batch_size):
@@ -117,13 +136,16 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         data_root=args.data_root,
         allow_random=False,
     )
-    print(f"calibrating on {source}")
+    reduce_range = not has_vnni() if args.reduce_range is None else args.reduce_range
+    bits = "7-bit activations (no VNNI)" if reduce_range else "8-bit activations"
+    print(f"calibrating on {source}; int8 weights, {bits}")
     start = time.perf_counter()
-    program = quantize_model(model, calibration)
+    program = quantize_model(model, calibration, reduce_range=reduce_range)
     info: dict[str, Any] = {
         **meta,
         "quantized": QUANTIZED,
         "calibration": {"data": args.calib_data, "images": len(calibration)},
+        "reduce_range": reduce_range,
         "source": str(weights),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +184,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=500,
         help="compare int8 and fp32 top-1 on this many test images (0: skip; default 500)",
+    )
+    q.add_argument(
+        "--reduce-range",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="7-bit activations, needed for accuracy on CPUs without VNNI "
+        "(default: on unless this CPU has VNNI)",
     )
     q.add_argument("--threads", type=positive_int, help="CPU threads")
     q.set_defaults(run=cmd_quantize)
