@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import logging
 import time
@@ -22,9 +21,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from deepres.errors import DeepresError
+from deepres.inference import fold_batchnorm
 from deepres.train.checkpoint import atomic_write
 
 log = logging.getLogger(__name__)
@@ -56,37 +55,6 @@ def quiet() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` with each BatchNorm folded into the convolution before
-    it (the BN becomes ``nn.Identity``). Pairs are found by name, as deepres ResNets and
-    torchvision name them: ``convK`` -> ``bnK`` in one module, and ``conv`` -> ``bn`` at
-    consecutive positions of an ``nn.Sequential`` (the projection shortcuts)."""
-    folded = copy.deepcopy(model).eval()
-    pairs: list[tuple[nn.Module, str, str]] = []
-    for module in folded.modules():
-        children = dict(module.named_children())
-        for name, child in children.items():
-            if isinstance(child, nn.BatchNorm2d) and name.startswith("bn"):
-                conv = children.get("conv" + name[2:])
-                if isinstance(conv, nn.Conv2d):
-                    pairs.append((module, "conv" + name[2:], name))
-        if isinstance(module, nn.Sequential):
-            names = list(children)
-            for before, after in zip(names, names[1:], strict=False):
-                if isinstance(children[before], nn.Conv2d) and isinstance(
-                    children[after], nn.BatchNorm2d
-                ):
-                    pairs.append((module, before, after))
-    for module, conv_name, bn_name in pairs:
-        conv, bn = getattr(module, conv_name), getattr(module, bn_name)
-        setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
-        setattr(module, bn_name, nn.Identity())
-    left = [n for n, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if left:
-        log.warning("BatchNorm layers without a preceding convolution stay: %s", ", ".join(left))
-    return folded
 
 
 def example_input(model: nn.Module, meta: dict[str, Any], batch: int) -> torch.Tensor:

@@ -6,13 +6,6 @@ import argparse
 from pathlib import Path
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def cmd_experiment(args: argparse.Namespace) -> None:
     from deepres.experiments import run_experiment
 
@@ -50,6 +43,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from deepres.cli import positive_int
     from deepres.experiments import BUDGETS, EXPERIMENTS
 
     ex = sub.add_parser(
