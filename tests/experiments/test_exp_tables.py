@@ -4,6 +4,7 @@ budgets, on real CIFAR images at the tiny budget."""
 import json
 import logging
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -29,7 +30,8 @@ def test_interrupted_cifar_table_resumes_without_retraining(cifar_small, tmp_pat
         "tiny",
         "--depths",
         "8",
-        "14",
+        "--seeds",
+        "2",
         "--data",
         str(cifar_small),
         "--out",
@@ -42,31 +44,35 @@ def test_interrupted_cifar_table_resumes_without_retraining(cifar_small, tmp_pat
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     # kill as soon as the second run has checkpointed its first epoch
-    while not (out / "resnet14" / "state.pt").exists():
+    while not (out / "resnet8-seed1" / "state.pt").exists():
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (out / "resnet8" / "summary.json").is_file()
-    assert not (out / "resnet14" / "summary.json").exists()
+    assert not (out / "resnet8-seed1" / "summary.json").exists()
     finished = (out / "resnet8" / "summary.json").stat().st_mtime_ns
-    first_row = (out / "resnet14" / "metrics.jsonl").read_text().splitlines()[0]
+    first_row = (out / "resnet8-seed1" / "metrics.jsonl").read_text().splitlines()[0]
 
     with caplog.at_level(logging.INFO):
         report = run_experiment(
-            "cifar-table", budget="tiny", depths=[8, 14], data=str(cifar_small), out=out
+            "cifar-table", budget="tiny", depths=[8], seeds=2, data=str(cifar_small), out=out
         )
     assert "resnet8: finished earlier, kept" in caplog.text
-    assert "resnet14: resuming from its last checkpoint" in caplog.text
+    assert "resnet8-seed1: resuming from its last checkpoint" in caplog.text
     assert (out / "resnet8" / "summary.json").stat().st_mtime_ns == finished
-    rows = (out / "resnet14" / "metrics.jsonl").read_text().splitlines()
+    rows = (out / "resnet8-seed1" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3 and rows[0] == first_row  # epoch 1 kept, not trained again
 
     text = report.read_text()
     assert "shortened schedule (15 iterations instead of the paper's 64,000" in text
-    final = json.loads(rows[-1])["test_error"]
-    params = count_params(cifar_resnet(14))
-    assert f"| ResNet-14 | {params:,} | {100 * final:.2f}% |" in text
+    finals = [
+        100 * json.loads((out / run / "metrics.jsonl").read_text().splitlines()[-1])["test_error"]
+        for run in ("resnet8", "resnet8-seed1")
+    ]
+    mean, std = statistics.mean(finals), statistics.stdev(finals)
+    params = count_params(cifar_resnet(8))
+    assert f"| ResNet-8 | {params:,} | {mean:.2f} ± {std:.2f}% | {min(finals):.2f}% | 2 |" in text
     assert "paper, published" in text
     with Image.open(out / "cifar-table.png") as image:
         assert image.width >= 1000
@@ -129,7 +135,8 @@ def test_budgets_are_data():
     cfg = small.config("resnet20", "r")
     per_net = (10 * cfg.train_subset // cfg.batch_size) * cfg.batch_size * cfg.epochs
     cost = {20: 1.0, 56: 2.8}  # time per image relative to ResNet-20
-    assert small.depths == [20, 56]
+    assert small.depths == [20, 56] and small.data == "fashion-mnist"
+    assert Settings.create("cifar-table", budget="small").data == "cifar10-jpeg"
     assert 2 * sum(per_net * cost[d] for d in small.depths) <= 1_000_000
     assert get_budget("tiny")["train"]["epochs"] <= 3
 

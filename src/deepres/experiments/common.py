@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deepres.errors import DeepresError
-from deepres.experiments.budgets import RECIPE, get_budget
+from deepres.experiments.budgets import DEFAULT_DATA, RECIPE, get_budget
 from deepres.models import count_params, list_models, register_model
 from deepres.models.resnet import cifar_resnet
 from deepres.train import TrainConfig, read_metrics, resolve_config, train
@@ -39,7 +39,7 @@ class Settings:
 
     name: str
     out: Path
-    data: str = "cifar10-jpeg"
+    data: str = DEFAULT_DATA
     data_root: str | None = None
     budget: str = "small"
     depths: list[int] = dataclasses.field(default_factory=list)
@@ -77,7 +77,7 @@ class Settings:
         return cls(
             name=name,
             out=Path(out) if out else Path("runs") / name,
-            data=data or "cifar10-jpeg",
+            data=data or spec.get("data", {}).get(name, DEFAULT_DATA),
             data_root=data_root,
             budget=budget,
             depths=sorted(set(chosen)),
@@ -286,6 +286,12 @@ def describe_training(settings: Settings, cfg: TrainConfig) -> str:
         if cfg.train_subset
         else "all training images"
     )
+    if cfg.schedule == "step":
+        schedule = f"lr {cfg.lr} divided by {1 / cfg.gamma:g} at {cfg.milestones} of training"
+    elif cfg.schedule == "onecycle":
+        schedule = f"one-cycle lr peaking at {cfg.lr} after {cfg.warmup:.0%} of training"
+    else:
+        schedule = f"lr {cfg.lr} ({cfg.schedule} schedule)"
     if cfg.test_subset:
         tested = f"the first {cfg.test_subset} test images of each class"
     else:
@@ -293,8 +299,7 @@ def describe_training(settings: Settings, cfg: TrainConfig) -> str:
     return (
         f"Budget `{settings.budget}`: {settings.description}. Every run follows recipe "
         f"`{cfg.recipe}` as the budget sets it: {length} of batch {cfg.batch_size} on {subset} "
-        f"of `{cfg.data}`, lr {cfg.lr} ({cfg.schedule} schedule, milestones "
-        f"{cfg.milestones}), weight decay {cfg.weight_decay}, momentum {cfg.momentum}, "
+        f"of `{cfg.data}`, {schedule}, weight decay {cfg.weight_decay}, momentum {cfg.momentum}, "
         f"augmentation `{cfg.augment}`; tested on {tested} after every epoch."
     )
 
