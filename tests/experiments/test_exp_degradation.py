@@ -10,9 +10,7 @@ from PIL import Image
 
 from deepres import DeepresError
 from deepres.experiments import run_experiment
-from deepres.experiments.common import cifar_models
 from deepres.experiments.layer_responses import layer_response_stds
-from deepres.models import create_model, list_models
 from deepres.models.resnet import cifar_resnet
 
 NETS = ["plain8", "plain14", "resnet8", "resnet14"]
@@ -128,16 +126,6 @@ def test_layer_response_is_the_bn_output_before_relu_and_addition():
         residual = block.bn2(block.conv2(torch.relu(inner)))
     assert stds[:3] == pytest.approx([stem.std().item(), inner.std().item(), residual.std().item()])
     assert stds[1] != pytest.approx(torch.relu(inner).std().item())
-
-
-def test_extra_depths_exist_only_inside_the_experiment():
-    with cifar_models(["resnet8", "plain14", "resnet20"]):
-        assert sum(p.numel() for p in create_model("plain14").parameters()) == sum(
-            p.numel() for p in cifar_resnet(14, shortcut="none").parameters()
-        )
-        assert create_model("plain14").blocks[0].has_shortcut is False
-    assert list_models("resnet8") == [] and list_models("plain14") == []
-    assert list_models("resnet20") == ["resnet20"]
 
 
 def test_bad_experiment_options_are_refused(tmp_path):

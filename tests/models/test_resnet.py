@@ -236,3 +236,12 @@ def test_torch_hub_local(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     model = torch.hub.load(str(repo), "resnet50", source="local", num_classes=5)
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5)
+
+
+def test_other_cifar_depths_build_on_demand_but_are_not_listed():
+    model = create_model("plain14", num_classes=3)
+    assert model.shortcut == "none" and len(model.blocks) == 6 and model.fc.out_features == 3
+    assert create_model("resnet8").shortcut == "A"
+    assert "resnet8" not in list_models()
+    with pytest.raises(DeepresError, match="unknown model 'resnet9'"):
+        create_model("resnet9")

@@ -8,20 +8,18 @@ started afresh. So an interrupted experiment, run again, trains only what is lef
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepres.errors import DeepresError
 from deepres.experiments.budgets import DEFAULT_DATA, RECIPE, get_budget
-from deepres.models import count_params, list_models, register_model
-from deepres.models.resnet import cifar_resnet
+from deepres.models import count_params
 from deepres.train import TrainConfig, read_metrics, resolve_config, train
 from deepres.train.checkpoint import MODEL_FILE, STATE_FILE, load_model
 
@@ -143,33 +141,6 @@ def display_name(name: str) -> str:
     return f"{'ResNet' if kind == 'resnet' else 'plain'}-{depth}"
 
 
-@contextlib.contextmanager
-def cifar_models(names: Sequence[str]) -> Iterator[None]:
-    """Make CIFAR depths the registry lacks (``resnet8``, ``plain14``, ...) buildable by name
-    while the block runs, and remove them afterwards so the registry stays as shipped."""
-    from deepres.models import registry
-
-    added = []
-    for name in names:
-        if list_models(name):
-            continue
-        kind, depth = parse_model(name)
-        check_depth(depth)
-        defaults = {"shortcut": "none"} if kind == "plain" else {}
-
-        def builder(_depth: int = depth, _defaults: dict = defaults, **kwargs: Any) -> Any:
-            return cifar_resnet(_depth, **{**_defaults, **kwargs})
-
-        builder.__name__ = name
-        register_model(builder)
-        added.append(name)
-    try:
-        yield
-    finally:
-        for name in added:
-            registry._MODELS.pop(name, None)
-
-
 def is_finished(run: Path) -> bool:
     return (run / SUMMARY_FILE).is_file()
 
@@ -210,12 +181,7 @@ def ensure_run(cfg: TrainConfig) -> str:
 
 def run_all(configs: Sequence[TrainConfig]) -> dict[str, str]:
     """Every run in order (see ``ensure_run``); returns run folder -> what was done."""
-    names = [cfg.model for cfg in configs]
-    done: dict[str, str] = {}
-    with cifar_models(names):
-        for cfg in configs:
-            done[cfg.out] = ensure_run(cfg)
-    return done
+    return {cfg.out: ensure_run(cfg) for cfg in configs}
 
 
 @dataclass
@@ -248,9 +214,7 @@ def read_run(run: Path, with_params: bool = True) -> RunResult:
     tested = [r["test_error"] for r in rows if "test_error" in r]
     params = None
     if with_params and (run / MODEL_FILE).is_file():
-        names = [config["model"]] if MODEL_NAME.match(config["model"]) else []
-        with cifar_models(names):
-            model, _ = load_model(run / MODEL_FILE)
+        model, _ = load_model(run / MODEL_FILE)
         params = count_params(model)
     return RunResult(
         run=run,

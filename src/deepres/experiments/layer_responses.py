@@ -24,7 +24,6 @@ from deepres.experiments import degradation
 from deepres.experiments.common import (
     MODEL_NAME,
     Settings,
-    cifar_models,
     display_name,
     is_finished,
     markdown_table,
@@ -94,10 +93,7 @@ def sample_test_images(run: Path, count: int, data_root: str | None) -> torch.Te
 
 
 def load_model_meta(run: Path) -> tuple[nn.Module, dict]:
-    config = json.loads((run / "config.json").read_text())
-    names = [config["model"]] if MODEL_NAME.match(config["model"]) else []
-    with cifar_models(names):
-        return load_model(run / MODEL_FILE)
+    return load_model(run / MODEL_FILE)
 
 
 def find_runs(folder: Path, depths: list[int] | None) -> list[Path]:

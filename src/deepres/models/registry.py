@@ -31,6 +31,14 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def get_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``name``; other CIFAR depths 6n+2 (``resnet8``,
+    ``plain14``, ...) are built on demand with the same options as the listed ones."""
+    cifar = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if name not in _MODELS and cifar and int(cifar[2]) >= 8 and (int(cifar[2]) - 2) % 6 == 0:
+        from deepres.models.resnet import cifar_resnet
+
+        depth, defaults = int(cifar[2]), {"shortcut": "none"} if cifar[1] == "plain" else {}
+        return lambda **kwargs: cifar_resnet(depth, **{**defaults, **kwargs})
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
