@@ -107,7 +107,6 @@ RESUME_OVERRIDABLE = {"progress", "threads", "workers", "device"}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import dataclasses
     import json
     from pathlib import Path
 
@@ -142,7 +141,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         data = str(options.get("data", TrainConfig.data)).replace(":", "-").replace("/", "-")
         options["out"] = f"runs/{model}-{data.strip('-.')}"
     cfg = resolve_config(args.recipe, **options)
-    del dataclasses
     train(cfg)
 
 
