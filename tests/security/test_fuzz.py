@@ -22,8 +22,9 @@ from deepres.data import decode_rgb, read_cifar_binary, read_cifar_python, read_
 from deepres.models import read_state_dict
 from deepres.train.checkpoint import load_state, read_meta
 
-FUZZ = settings(max_examples=40, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def expect_clear_error(call, path) -> None:
@@ -55,8 +56,12 @@ def test_idx_random_bytes(tmp_path, data, gz):
 
 
 @FUZZ
-@given(dims=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4),
-       body=st.binary(max_size=64), magic_type=st.sampled_from([8, 9, 0x0D]), cut=st.booleans())
+@given(
+    dims=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4),
+    body=st.binary(max_size=64),
+    magic_type=st.sampled_from([8, 9, 0x0D]),
+    cut=st.booleans(),
+)
 def test_idx_headers_that_lie(tmp_path, dims, body, magic_type, cut):
     data = idx_bytes(tuple(dims), body, magic_type)
     path = write(tmp_path, "labels-idx1-ubyte.gz", gzip.compress(data[:-3] if cut else data))
@@ -89,13 +94,21 @@ def test_cifar_binary_random_bytes(tmp_path, data):
 
 
 @FUZZ
-@given(payload=st.one_of(
-    st.binary(max_size=500),
-    st.builds(lambda obj: pickle.dumps(obj, protocol=2),
-              st.recursive(st.one_of(st.integers(), st.text(max_size=5), st.binary(max_size=5)),
-                           lambda c: st.lists(c, max_size=3)
-                           | st.dictionaries(st.text(max_size=4), c, max_size=3), max_leaves=8)),
-))
+@given(
+    payload=st.one_of(
+        st.binary(max_size=500),
+        st.builds(
+            lambda obj: pickle.dumps(obj, protocol=2),
+            st.recursive(
+                st.one_of(st.integers(), st.text(max_size=5), st.binary(max_size=5)),
+                lambda c: (
+                    st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3)
+                ),
+                max_leaves=8,
+            ),
+        ),
+    )
+)
 def test_cifar_pickle_random_payloads(tmp_path, payload):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir(exist_ok=True)
@@ -108,8 +121,9 @@ def test_cifar_pickle_random_payloads(tmp_path, payload):
 def test_cifar_pickle_with_wrong_dtype_and_shape(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
-    (folder / "batches.meta").write_bytes(pickle.dumps(
-        {b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2)
+    )
     batch = {b"data": np.zeros((3, 100), dtype=np.float64), b"labels": [0, 1, 2]}
     write(folder, "test_batch", pickle.dumps(batch, protocol=2))
     with pytest.raises(DeepresError, match="test_batch"):
@@ -126,12 +140,14 @@ def png_bytes(size=(8, 8), mode="RGB") -> bytes:
 
 
 @FUZZ
-@given(data=st.one_of(
-    st.binary(max_size=400),
-    st.builds(lambda cut: png_bytes()[:cut], st.integers(0, 60)),
-    st.builds(lambda junk: b"\xff\xd8\xff\xe0" + junk, st.binary(max_size=200)),  # JPEG head
-    st.builds(lambda junk: b"GIF89a" + junk, st.binary(max_size=100)),
-))
+@given(
+    data=st.one_of(
+        st.binary(max_size=400),
+        st.builds(lambda cut: png_bytes()[:cut], st.integers(0, 60)),
+        st.builds(lambda junk: b"\xff\xd8\xff\xe0" + junk, st.binary(max_size=200)),  # JPEG head
+        st.builds(lambda junk: b"GIF89a" + junk, st.binary(max_size=100)),
+    )
+)
 def test_image_decoder_random_and_truncated(data):
     try:
         image = decode_rgb(data, "upload.jpg")
