@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
 from deepres.data.cache import cache_dir as default_cache_dir
@@ -126,36 +126,40 @@ MAX_PIXELS = 64 * 1024 * 1024  # 64 megapixels: refuses decompression bombs befo
 
 def _check_pixels(data: bytes, path: str | Path) -> None:
     """Read only the header and refuse images too large to decode safely."""
+    limit = f"the {MAX_PIXELS // 2**20} megapixel limit"
+    hint = "(a decompression bomb, or an image to downscale before use)"
     try:
-        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            width, height = im.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except Image.DecompressionBombError as e:  # PIL's own limit, above ours
+        raise DeepresError(f"{path}: over {limit}: {e} {hint}") from None
+    except (OSError, ValueError, SyntaxError):
         return  # not something PIL can size: the decoders below give the error
     if width * height > MAX_PIXELS:
-        raise DeepresError(
-            f"{path}: {width}x{height} pixels is over the {MAX_PIXELS // 2**20} megapixel limit "
-            "(a decompression bomb, or an image to downscale before use)"
-        )
+        raise DeepresError(f"{path}: {width}x{height} pixels is over {limit} {hint}")
 
 
 def decode_rgb(data: bytes, path: str | Path) -> torch.Tensor:
     """Decode image bytes to a uint8 3 x H x W RGB tensor (grayscale/RGBA/palette converted).
 
-    torchvision's decoder first, PIL as the fallback (BMP, TIFF, ...); neither -> DeepresError.
+    JPEGs go to torchvision's (faster) decoder first, everything else and what it cannot
+    read to PIL; neither -> DeepresError. Only JPEGs: torchvision 0.29's PNG decoder crashes
+    the process (SIGSEGV) on a PNG whose IDAT chunk is empty, an 80-byte upload.
     """
+    if not data:
+        raise DeepresError(f"{path}: empty file (0 bytes), not an image; replace or delete it")
     _check_pixels(data, path)
-    img: torch.Tensor | None = None
-    try:
-        img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB)
-        if img.dim() == 4:  # animated GIF: first frame
-            img = img[0]
-        if img.dtype != torch.uint8 or img.shape[0] != 3:
-            img = None
-    except (RuntimeError, ValueError):
-        img = None
-    if img is not None:
-        return img
+    if data[:2] == b"\xff\xd8":
+        try:
+            img = decode_jpeg(
+                torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB
+            )
+            if img.dtype == torch.uint8 and img.shape[0] == 3:
+                return img
+        except (RuntimeError, ValueError):
+            pass
     try:
         with Image.open(io.BytesIO(data)) as im:
             arr = np.asarray(im.convert("RGB"))
