@@ -29,7 +29,15 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from deepres.data import BatchLoader, TensorData, dataset_stats, load_split, synthetic_data
+from deepres.data import (
+    BatchLoader,
+    TensorData,
+    check_data,
+    dataset_stats,
+    load_split,
+    resolve,
+    synthetic_data,
+)
 from deepres.errors import DeepresError
 from deepres.inference import bf16_is_native, optimize_for_inference
 from deepres.models import count_macs, create_model
@@ -370,7 +378,36 @@ def print_report(report: dict[str, Any]) -> None:
             )
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """What ``run`` would find wrong only after measuring the machine or training."""
+    import torchvision
+
+    from deepres.models.registry import get_builder
+
+    get_builder(args.model)
+    check_data(args.data)
+    if args.data != "synthetic":
+        source = resolve(args.data)
+        if source.kind == "folder" and not source.in_memory:
+            raise DeepresError(
+                f"bench --data needs an in-memory data set; {args.data} is an image "
+                "folder of large images (use synthetic)"
+            )
+    timed = {"torchvision": ("infer", "inference"), "reference": ("train", "training")}
+    if args.against in timed:
+        mode, what = timed[args.against]
+        if args.mode not in (mode, "both"):
+            raise DeepresError(
+                f"--against {args.against} compares {what} speed: use --mode {mode} or both"
+            )
+    if args.against == "torchvision" and not hasattr(torchvision.models, args.model):
+        raise DeepresError(f"torchvision has no {args.model}; use --against reference or none")
+    if args.json and not Path(args.json).parent.is_dir():
+        raise DeepresError(f"--json {args.json}: no such folder {Path(args.json).parent}")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
+    check_args(args)
     report = run(args)
     print_report(report)
     if args.json:
@@ -379,7 +416,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import positive_int
+    from deepres.cli import non_negative_int, positive_int
 
     p = sub.add_parser("bench", help="images/s next to torchvision / a reference loop")
     p.add_argument("--model", default="resnet20")
@@ -393,7 +430,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--against", choices=["torchvision", "reference", "none"], default="none")
     p.add_argument(
         "--reference-workers",
-        type=int,
+        type=non_negative_int,
         nargs="+",
         default=[2, 0],
         help="DataLoader workers of the reference training loop (default 2 0)",

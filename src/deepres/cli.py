@@ -4,16 +4,94 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepres.errors import DeepresError
 
+if TYPE_CHECKING:
+    from deepres.train import TrainConfig
+
+
+# Argument types: each refuses a bad value at parse time and says what is allowed.
+
+
+def _int_in(text: str, low: int, high: int | None, allowed: str) -> int:
+    try:
+        value = int(text)
+        ok = value >= low and (high is None or value <= high)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+    return value
+
 
 def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return _int_in(text, 1, None, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_in(text, 0, None, "an integer >= 0")
+
+
+def port_number(text: str) -> int:
+    return _int_in(text, 0, 65535, "a port number from 0 to 65535 (0: any free port)")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
+
+
+def node_count(text: str) -> str:
+    """torchrun's ``--nnodes``: N, or MIN:MAX for an elastic job."""
+    try:
+        counts = [int(part) for part in text.split(":")]
+    except ValueError:
+        counts = []
+    if len(counts) not in (1, 2) or counts[0] < 1 or counts[0] > counts[-1]:
+        raise argparse.ArgumentTypeError(f"must be N or MIN:MAX with 1 <= MIN <= MAX, got {text!r}")
+    return text
+
+
+def device_name(text: str) -> str:
+    """auto, cpu, cuda or cuda:N, where this machine has that device."""
+    import torch
+
+    if text == "auto":
+        return text
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        raise argparse.ArgumentTypeError(
+            f"{text}: this machine has {count} CUDA device(s); use auto or cpu"
+        )
+    return text
+
+
+def existing_path(text: str) -> str:
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
+    return text
+
+
+def existing_folder(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return text
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -44,6 +122,7 @@ def train_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--data-root",
+        type=existing_folder,
         help="folder holding the named data sets (default $DEEPRES_DATA, then ../shared/data)",
     )
     add("--recipe", help="he2016-cifar, he2016-imagenet or fast-cpu")
@@ -69,20 +148,28 @@ def train_options(parser: argparse.ArgumentParser) -> None:
     add("--num-classes", type=positive_int, help="default: the data set's class count")
     add("--shortcut", choices=["A", "B", "C", "none"])
     add("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None)
-    add("--init-from", help="start from the weights in this file (safetensors or torch)")
+    add(
+        "--init-from",
+        type=existing_path,
+        help="start from the weights in this file (safetensors or torch)",
+    )
     add("--augment", choices=AUGMENTS)
     add("--image-size", type=positive_int, help="crop size for image-folder data (224)")
     add("--train-subset", type=positive_int, help="use only the first K images of each class")
     add("--test-subset", type=positive_int, help="test on the first K images of each class")
     add("--val-split", type=positive_int, help="hold out N training images as the test set")
-    add("--workers", type=int, help="DataLoader workers for image folders of large images")
+    add(
+        "--workers",
+        type=non_negative_int,
+        help="DataLoader workers for image folders of large images",
+    )
     add("--amp", choices=AMP_MODES)
     add("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     add("--compile", action=argparse.BooleanOptionalAction, default=None)
-    add("--device", help="auto, cpu, cuda, cuda:N")
+    add("--device", type=device_name, help="auto, cpu, cuda, cuda:N")
     add("--threads", type=positive_int)
     add("--sync-bn", action=argparse.BooleanOptionalAction, default=None)
-    add("--seed", type=int)
+    add("--seed", type=non_negative_int)
     add("--eval-every", type=positive_int, help="evaluate every N epochs")
     add("--checkpoint-every", type=positive_int, help="also checkpoint every N iterations")
     add("--progress", choices=["auto", "bar", "lines", "off"])
@@ -93,13 +180,19 @@ def train_options(parser: argparse.ArgumentParser) -> None:
         "launching through torchrun (one process per device; see train/distributed.py)"
     )
     launch.add_argument("--nproc", type=positive_int, help="processes per machine")
-    launch.add_argument("--nnodes", help="machines, N or MIN:MAX (torchrun --nnodes)")
-    launch.add_argument("--node-rank", type=int, help="this machine's rank (static rendezvous)")
+    launch.add_argument(
+        "--nnodes", type=node_count, help="machines, N or MIN:MAX (torchrun --nnodes)"
+    )
+    launch.add_argument(
+        "--node-rank", type=non_negative_int, help="this machine's rank (static rendezvous)"
+    )
     launch.add_argument("--rdzv-endpoint", help="HOST:PORT that every machine can reach")
     launch.add_argument("--rdzv-backend", help="c10d (default with an endpoint) or static")
     launch.add_argument("--rdzv-id", help="a job id, the same on every machine")
     launch.add_argument(
-        "--max-restarts", type=int, help="restart all workers up to N times after a failure"
+        "--max-restarts",
+        type=non_negative_int,
+        help="restart all workers up to N times after a failure",
     )
 
 
@@ -108,12 +201,7 @@ RESUME_OVERRIDABLE = {"progress", "threads", "workers", "device"}
 
 def cmd_train(args: argparse.Namespace) -> None:
     import json
-    from pathlib import Path
 
-    launching = {k: getattr(args, k) for k in LAUNCH_OPTIONS if getattr(args, k) is not None}
-    if launching and (launching.keys() != {"nproc"} or args.nproc > 1):
-        launch_torchrun(args)
-        return
     from deepres.train import TrainConfig, resolve_config, train
 
     options = {
@@ -126,7 +214,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         if not saved.is_file():
             raise DeepresError(f"nothing to resume in {args.resume}: it has no config.json")
         values = json.loads(saved.read_text())
-        for key, value in options.items():
+        given = {**options, "recipe": args.recipe} if args.recipe else options
+        for key, value in given.items():
             if key not in RESUME_OVERRIDABLE and value != values.get(key):
                 raise DeepresError(
                     f"--{key.replace('_', '-')} {value} differs from the run's {values.get(key)}"
@@ -134,14 +223,27 @@ def cmd_train(args: argparse.Namespace) -> None:
                 )
         values.update(options, out=args.resume)
         cfg = TrainConfig(**values).validate()
-        train(cfg, resume=True)
+    else:
+        if "out" not in options:
+            model = options.get("model", TrainConfig.model)
+            data = str(options.get("data", TrainConfig.data)).replace(":", "-").replace("/", "-")
+            options["out"] = f"runs/{model}-{data.strip('-.')}"
+        cfg = resolve_config(args.recipe, **options)
+    check_inputs(cfg)
+    launching = {k: getattr(args, k) for k in LAUNCH_OPTIONS if getattr(args, k) is not None}
+    if launching and (launching.keys() != {"nproc"} or args.nproc > 1):
+        launch_torchrun(args)
         return
-    if "out" not in options:
-        model = options.get("model", TrainConfig.model)
-        data = str(options.get("data", TrainConfig.data)).replace(":", "-").replace("/", "-")
-        options["out"] = f"runs/{model}-{data.strip('-.')}"
-    cfg = resolve_config(args.recipe, **options)
-    train(cfg)
+    train(cfg, resume=bool(args.resume))
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """The names that ``train`` would find wrong only after taking the run folder."""
+    from deepres.data import check_data
+    from deepres.models.registry import get_builder
+
+    get_builder(cfg.model)
+    check_data(cfg.data, cfg.data_root)
 
 
 LAUNCH_OPTIONS = (
@@ -216,9 +318,8 @@ def launch_torchrun(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     import json
-    from pathlib import Path
 
-    from deepres.data import load_split
+    from deepres.data import check_data, load_split, resolve
     from deepres.data.augment import BatchLoader
     from deepres.data.dataset import TensorData
     from deepres.plots import plot_confusion
@@ -226,8 +327,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from deepres.train.data import FolderBatches, default_workers
     from deepres.train.evaluate import evaluate
 
+    if args.data:
+        check_data(args.data, args.data_root)
     model, meta = load_model(args.checkpoint)
     data_name = args.data or meta.get("data")
+    if not data_name:
+        raise DeepresError(f"{args.checkpoint} names no data set: give --data NAME or a folder")
+    if args.ten_crop:
+        source = resolve(data_name, args.data_root)
+        if source.kind != "folder" or source.in_memory:
+            raise DeepresError(
+                f"--ten-crop is for image folders of large images; {data_name} has small "
+                "images held in memory: drop --ten-crop"
+            )
     split = load_split(
         data_name,
         args.split,
@@ -243,8 +355,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
             f"{meta['classes'][:5]}...: evaluate on the data it was trained for"
         )
     if isinstance(split, TensorData):
-        if args.ten_crop:
-            raise DeepresError("--ten-crop is for image folders of large images")
         batches = BatchLoader(
             split, args.batch_size, mean=meta["mean"], std=meta["std"], shuffle=False
         ).iter_epoch(0)
@@ -301,10 +411,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     from deepres.inference import Predictor, expand_inputs
 
-    predictor = Predictor(args.checkpoint)
     paths = expand_inputs(args.images)
     if not paths:
         raise DeepresError("no image files found in " + ", ".join(args.images))
+    predictor = Predictor(args.checkpoint)
     results, failures = [], 0
     for path in paths:
         try:
@@ -353,9 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     ev = sub.add_parser("eval", help="top-1/top-5 error, per-class accuracy, confusion matrix")
-    ev.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors file")
+    ev.add_argument(
+        "--checkpoint",
+        required=True,
+        type=existing_path,
+        help="a run folder or a .safetensors file",
+    )
     ev.add_argument("--data", help="default: the data set the checkpoint was trained on")
-    ev.add_argument("--data-root")
+    ev.add_argument("--data-root", type=existing_folder)
     ev.add_argument("--split", default="test", choices=["train", "test", "val"])
     ev.add_argument("--subset", type=positive_int, help="first K images of each class")
     ev.add_argument("--batch-size", type=positive_int, default=250)
@@ -364,8 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_eval)
 
     pr = sub.add_parser("predict", help="top classes of image files")
-    pr.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors file")
-    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument(
+        "--checkpoint",
+        required=True,
+        type=existing_path,
+        help="a run folder or a .safetensors file",
+    )
+    pr.add_argument("images", nargs="+", type=existing_path, help="image files or folders")
     pr.add_argument("--top-k", type=positive_int, default=5)
     pr.add_argument("--json", action="store_true", help="print JSON")
     pr.set_defaults(run=cmd_predict)

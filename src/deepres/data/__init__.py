@@ -28,7 +28,7 @@ from deepres.data.folder import (
     scan_folder,
 )
 from deepres.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx, read_idx_split
-from deepres.data.registry import NAMES, dataset_stats, load_split, resolve
+from deepres.data.registry import NAMES, check_data, dataset_stats, load_split, resolve
 from deepres.data.synthetic import synthetic_data
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "build_transform",
     "cache_dir",
     "channel_stats",
+    "check_data",
     "dataset_stats",
     "decode_rgb",
     "derive_seed",

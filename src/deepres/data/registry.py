@@ -132,12 +132,7 @@ def resolve(name_or_path: str, data_root: str | os.PathLike[str] | None = None) 
             f"fashion-mnist not found; tried {', '.join(str(p) for p in tried)} - install it "
             f"with `{FASHION_MNIST_APT}` (lands in {FASHION_MNIST_DIR}), or {_FIX}"
         )
-    path = Path(name).expanduser()
-    if not path.exists():
-        raise DeepresError(
-            f"{name!r} is neither a known data set ({', '.join(NAMES)}) nor an existing path; "
-            f"check the spelling or the path"
-        )
+    path = _existing_path(name)
     cifar = detect_cifar(path)
     if cifar is not None:
         return Source("cifar", cifar[0], cifar[2])
@@ -145,6 +140,28 @@ def resolve(name_or_path: str, data_root: str | os.PathLike[str] | None = None) 
         return Source("idx", path.name, path)
     train = split_dir(path, "train")
     return Source("folder", path.name, path, max_image_side(scan_folder(train)) <= SMALL_IMAGE_MAX)
+
+
+def _existing_path(name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise DeepresError(
+            f"{name!r} is neither a known data set ({', '.join(NAMES)}) nor an existing path; "
+            f"check the spelling or the path"
+        )
+    return path
+
+
+def check_data(name_or_path: str, data_root: str | os.PathLike[str] | None = None) -> None:
+    """Fail fast, before any work, on a data set that ``load_split`` would not find: a bad
+    synthetic spec, a named set missing from the data roots, a path that does not exist.
+    Reads no image (a folder's layout is checked when it is loaded)."""
+    if name_or_path == "synthetic" or name_or_path.startswith("synthetic:"):
+        parse_synthetic(name_or_path)
+    elif name_or_path in NAMES:
+        resolve(name_or_path, data_root)
+    else:
+        _existing_path(name_or_path)
 
 
 def load_split(

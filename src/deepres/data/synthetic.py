@@ -49,4 +49,9 @@ def parse_synthetic(spec: str) -> tuple[tuple[int, int, int], int, int | None]:
         ) from e
     if len(shape) != 3:
         raise DeepresError(f"bad synthetic shape in {spec!r}; give CxHxW, e.g. 3x32x32")
+    if min(*shape, classes, 1 if n is None else n) < 1:
+        raise DeepresError(
+            f"bad synthetic spec {spec!r}: sizes, classes and n must be positive, "
+            f"e.g. synthetic:3x32x32:10:5000"
+        )
     return (shape[0], shape[1], shape[2]), classes, n

@@ -86,6 +86,15 @@ def export_model(
         raise DeepresError(f"{fmt} export of {meta.get('model')} failed: {first}") from err
 
 
+def check_opset(opset: int) -> None:
+    if opset < DEFAULT_OPSET:
+        raise DeepresError(
+            f"--opset {opset}: torch.onnx's exporter writes opset {DEFAULT_OPSET} or newer "
+            f"(older ones lack converters for ops a ResNet uses, e.g. Pad); use --opset "
+            f"{DEFAULT_OPSET} or higher"
+        )
+
+
 def write_export(
     model: nn.Module,
     path: Path,
@@ -98,12 +107,7 @@ def write_export(
     """``export_model`` without the error translation."""
     info = json.dumps(meta)
     if fmt == "onnx":
-        if opset < DEFAULT_OPSET:
-            raise DeepresError(
-                f"--opset {opset}: torch.onnx's exporter writes opset {DEFAULT_OPSET} or newer "
-                f"(older ones lack converters for ops a ResNet uses, e.g. Pad); use --opset "
-                f"{DEFAULT_OPSET} or higher"
-            )
+        check_opset(opset)
         program = torch.onnx.export(
             model,
             (example,),
@@ -183,21 +187,30 @@ def default_out(weights: Path, fmt: str, fold_bn: bool) -> Path:
     return weights.with_name(stem + FORMATS[fmt])
 
 
+def check_out(out: Path, checkpoint: Path) -> None:
+    """Refuse to write a deployment file over the checkpoint it is made from."""
+    if out.resolve() == checkpoint.resolve():
+        raise DeepresError(f"--out {out} is the checkpoint itself: choose another file")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from deepres.deploy.inputs import check_images
     from deepres.deploy.program import ProgramModel
     from deepres.train.checkpoint import load_model, resolve_weights
 
-    if args.opset is not None and args.format != "onnx":
-        raise DeepresError("--opset applies to --format onnx only")
-    model, meta = load_model(args.checkpoint)
+    if args.opset is not None:
+        if args.format != "onnx":
+            raise DeepresError("--opset applies to --format onnx only")
+        check_opset(args.opset)
+    weights = resolve_weights(args.checkpoint)
+    out = Path(args.out) if args.out else default_out(weights, args.format, args.fold_bn)
+    check_out(out, weights)
+    model, meta = load_model(weights)
     if isinstance(model, ProgramModel):
         raise DeepresError(
             f"{args.checkpoint} is already an exported program; export from the .safetensors "
             "checkpoint (run folder) instead"
         )
-    weights = resolve_weights(args.checkpoint)
-    out = Path(args.out) if args.out else default_out(weights, args.format, args.fold_bn)
     out.parent.mkdir(parents=True, exist_ok=True)
     images, source = check_images(meta, CHECK_IMAGES, args.images, data_root=args.data_root)
     target = model
@@ -234,22 +247,30 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from deepres.cli import existing_folder, existing_path, positive_int
+
     ex = sub.add_parser(
         "export",
         help="ONNX / TorchScript / torch.export program, verified against PyTorch",
     )
-    ex.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors file")
+    ex.add_argument(
+        "--checkpoint",
+        required=True,
+        type=existing_path,
+        help="a run folder or a .safetensors file",
+    )
     ex.add_argument("--format", required=True, choices=list(FORMATS))
     ex.add_argument(
         "--dynamic-batch", action="store_true", help="any batch size (default: batches of 1)"
     )
-    ex.add_argument("--opset", type=int, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    ex.add_argument("--opset", type=positive_int, help=f"ONNX opset (default {DEFAULT_OPSET})")
     ex.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions")
     ex.add_argument("--out", help="output file (default: next to the checkpoint)")
     ex.add_argument(
         "--images",
         nargs="+",
+        type=existing_path,
         help="image files or folders to verify on (default: the checkpoint's test split)",
     )
-    ex.add_argument("--data-root", help="folder holding the named data sets")
+    ex.add_argument("--data-root", type=existing_folder, help="folder holding the named data sets")
     ex.set_defaults(run=cmd_export)

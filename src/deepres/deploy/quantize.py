@@ -117,17 +117,23 @@ def images_per_second(model: nn.Module, images: torch.Tensor, repeats: int = 3) 
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
+    from deepres.data import check_data
+    from deepres.deploy.export import check_out
     from deepres.deploy.inputs import check_images
     from deepres.deploy.program import ProgramModel, load_program, save_program
     from deepres.train.checkpoint import load_model, resolve_weights
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, meta = load_model(args.checkpoint)
-    if isinstance(model, ProgramModel):
-        raise DeepresError(f"{args.checkpoint} is already a program; quantize the checkpoint")
+    if args.images < 2:
+        raise DeepresError(f"--images {args.images}: calibrate on at least 2 images")
+    check_data(args.calib_data, args.data_root)
     weights = resolve_weights(args.checkpoint)
     out = Path(args.out) if args.out else weights.with_name(weights.stem + ".int8.pt2")
+    check_out(out, weights)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, meta = load_model(weights)
+    if isinstance(model, ProgramModel):
+        raise DeepresError(f"{args.checkpoint} is already a program; quantize the checkpoint")
     calibration, source = check_images(
         meta,
         args.images,
@@ -165,10 +171,15 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import positive_int
+    from deepres.cli import existing_folder, existing_path, non_negative_int, positive_int
 
     q = sub.add_parser("quantize", help="int8 post-training quantization for x86 CPUs")
-    q.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors file")
+    q.add_argument(
+        "--checkpoint",
+        required=True,
+        type=existing_path,
+        help="a run folder or a .safetensors file",
+    )
     q.add_argument(
         "--calib-data",
         required=True,
@@ -178,10 +189,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--images", type=positive_int, default=512, help="calibration images (default 512)"
     )
     q.add_argument("--out", help="output .pt2 file (default: CHECKPOINT.int8.pt2)")
-    q.add_argument("--data-root", help="folder holding the named data sets")
+    q.add_argument("--data-root", type=existing_folder, help="folder holding the named data sets")
     q.add_argument(
         "--check",
-        type=int,
+        type=non_negative_int,
         default=500,
         help="compare int8 and fp32 top-1 on this many test images (0: skip; default 500)",
     )

@@ -125,16 +125,24 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import positive_int
+    from deepres.cli import existing_path, port_number, positive_float, positive_int
 
     sv = sub.add_parser("serve", help="a web page and JSON API that classify uploaded images")
     sv.add_argument(
-        "--checkpoint", required=True, help="a run folder, .safetensors or .pt2 program"
+        "--checkpoint",
+        required=True,
+        type=existing_path,
+        help="a run folder, .safetensors or .pt2 program",
     )
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    sv.add_argument(
+        "--port", type=port_number, default=8000, help="port (default 8000; 0: any free)"
+    )
     sv.add_argument("--threads", type=positive_int, default=4, help="request threads (4)")
     sv.add_argument(
-        "--max-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20, help="upload limit (10 MB)"
+        "--max-mb",
+        type=positive_float,
+        default=MAX_UPLOAD_BYTES / 2**20,
+        help="upload limit (10 MB)",
     )
     sv.set_defaults(run=cmd_serve)

@@ -91,6 +91,11 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
+def default_data(experiment: str, budget: str) -> str:
+    """The data set an experiment trains on under ``budget`` unless told otherwise."""
+    return get_budget(budget).get("data", {}).get(experiment, DEFAULT_DATA)
+
+
 def get_budget(name: str) -> dict[str, Any]:
     """A copy of the budget called ``name``."""
     if name not in BUDGETS:

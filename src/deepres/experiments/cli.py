@@ -7,8 +7,12 @@ from pathlib import Path
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
+    from deepres.data import check_data
     from deepres.experiments import run_experiment
+    from deepres.experiments.budgets import default_data
 
+    if args.source is None:  # --from measures finished runs: it trains nothing
+        check_data(args.data or default_data(args.name, args.budget), args.data_root)
     report = run_experiment(
         args.name,
         out=args.out,
@@ -43,7 +47,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import positive_int
+    from deepres.cli import device_name, existing_folder, existing_path, positive_int
     from deepres.experiments import BUDGETS, EXPERIMENTS
 
     ex = sub.add_parser(
@@ -54,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ex.add_argument("name", choices=list(EXPERIMENTS))
     ex.add_argument("--data", help="cifar10-jpeg (default), fashion-mnist, or a folder path")
-    ex.add_argument("--data-root", help="folder holding the named data sets")
+    ex.add_argument("--data-root", type=existing_folder, help="folder holding the named data sets")
     ex.add_argument(
         "--budget",
         choices=list(BUDGETS),
@@ -69,16 +73,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument(
         "--from",
         dest="source",
+        type=existing_folder,
         metavar="RUNS_DIR",
         help="layer-responses: measure the finished runs in this folder instead of training",
     )
     ex.add_argument("--threads", type=positive_int, help="CPU threads for training")
-    ex.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    ex.add_argument("--device", type=device_name, help="auto, cpu, cuda, cuda:N")
     ex.add_argument("--progress", choices=["auto", "bar", "lines", "off"])
     ex.set_defaults(run=cmd_experiment)
 
     plot = sub.add_parser("plot", help="training and test curves of runs on one figure")
-    plot.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with metrics.jsonl)")
+    plot.add_argument(
+        "runs",
+        nargs="+",
+        type=existing_path,
+        metavar="RUN",
+        help="run folders (with metrics.jsonl)",
+    )
     plot.add_argument("--out", help="PNG file (default curves-METRIC.png)")
     plot.add_argument("--metric", choices=["error", "loss"], default="error")
     plot.add_argument("--x", choices=["step", "epoch"], default="step")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deepres.errors import DeepresError
-from deepres.experiments.budgets import DEFAULT_DATA, RECIPE, get_budget
+from deepres.experiments.budgets import DEFAULT_DATA, RECIPE, default_data, get_budget
 from deepres.models import count_params
 from deepres.train import TrainConfig, read_metrics, resolve_config, train
 from deepres.train.checkpoint import MODEL_FILE, STATE_FILE, load_model
@@ -75,7 +75,7 @@ class Settings:
         return cls(
             name=name,
             out=Path(out) if out else Path("runs") / name,
-            data=data or spec.get("data", {}).get(name, DEFAULT_DATA),
+            data=data or default_data(name, budget),
             data_root=data_root,
             budget=budget,
             depths=sorted(set(chosen)),

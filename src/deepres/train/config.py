@@ -92,7 +92,17 @@ class TrainConfig:
             self.lr_scale_batch is None or self.lr_scale_batch > 0,
             f"--scale-lr (the reference batch) must be positive, got {self.lr_scale_batch}",
         )
+        need(self.momentum >= 0, f"--momentum must be >= 0, got {self.momentum}")
+        need(
+            self.momentum > 0 or not self.nesterov,
+            "--nesterov needs a positive --momentum (or --no-nesterov)",
+        )
         need(self.weight_decay >= 0, "--weight-decay must be >= 0")
+        need(
+            0 <= self.warmup < 1 if self.schedule == "onecycle" else self.warmup >= 0,
+            f"--warmup must be >= 0 (in epochs; for --schedule onecycle a fraction of training "
+            f"in [0, 1)), got {self.warmup}",
+        )
         need(0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
         need(self.grad_accum_steps >= 1, "--grad-accum-steps must be >= 1")
         need(
