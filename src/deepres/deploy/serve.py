@@ -7,6 +7,8 @@
   for anything that is not a readable image, 413 for uploads over the size limit.
 - ``GET /info``: the model, its classes and the upload limit.
 
+Every error, a wrong method or path included, is answered as JSON ``{"error"}``.
+
 Served by waitress (a multi-threaded WSGI server), on 127.0.0.1 unless told otherwise.
 """
 
@@ -35,6 +37,7 @@ def page() -> str:
 def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES) -> Flask:
     """The Flask application around ``predictor``."""
     from flask import Flask, Response, jsonify, request
+    from werkzeug.exceptions import HTTPException
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_bytes
@@ -87,6 +90,10 @@ def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES) -> Flask
         ms = 1000 * (time.perf_counter() - start)
         top = [{"class": c, "probability": round(p, 6)} for c, p in prediction.top]
         return jsonify(top=top, ms=round(ms, 2))
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> tuple[Response, int]:
+        return fail(f"{err.name}: {err.description}", err.code or 500)
 
     @app.errorhandler(413)
     def too_large(_: Exception) -> tuple[Response, int]:
