@@ -55,6 +55,7 @@ CASES = [
     (["train", "--data", "nope"], ["'nope' is neither a known data set", "cifar10", "synthetic"]),
     (["train", "--data", "synthetic:0x8x8:3"], ["'synthetic:0x8x8:3'", "must be positive"]),
     (["train", "--data", "synthetic:3x8:3"], ["'synthetic:3x8:3'", "give CxHxW"]),
+    (["train", "--data", "{empty}"], ["no split folder 'train'", "<split>/<class>/<images>"]),
     (["train", "--data-root", "{missing}"], ["--data-root", "no such folder", "missing"]),
     (["train", "--init-from", "{missing}"], ["--init-from", "no such file or folder"]),
     (["train", "--device", "gpu"], ["unknown device 'gpu'", "auto, cpu, cuda or cuda:N"]),
@@ -82,6 +83,10 @@ CASES = [
     (["eval", "--checkpoint", "{ckpt}", "--batch-size", "0"], ["--batch-size", "got '0'"]),
     (["eval", "--checkpoint", "{ckpt}", "--subset", "-2"], ["--subset", "got '-2'"]),
     (["eval", "--checkpoint", "{ckpt}", "--data", "nope"], ["'nope' is neither", "cifar10"]),
+    (
+        ["eval", "--checkpoint", "{ckpt}", "--data", "{empty}", "--split", "val"],
+        ["no split folder 'val' or 'test'"],
+    ),
     (["eval", "--checkpoint", "{ckpt}", "--split", "dev"], ["invalid choice: 'dev'", "test"]),
     (["eval", "--checkpoint", "{ckpt}", "--data-root", "{missing}"], ["no such folder"]),
     (["eval", "--checkpoint", "{ckpt}", "--ten-crop"], ["--ten-crop is for image folders"]),

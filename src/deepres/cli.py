@@ -328,7 +328,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from deepres.train.evaluate import evaluate
 
     if args.data:
-        check_data(args.data, args.data_root)
+        check_data(args.data, args.data_root, args.split)
     model, meta = load_model(args.checkpoint)
     data_name = args.data or meta.get("data")
     if not data_name:

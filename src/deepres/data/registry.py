@@ -152,16 +152,23 @@ def _existing_path(name: str) -> Path:
     return path
 
 
-def check_data(name_or_path: str, data_root: str | os.PathLike[str] | None = None) -> None:
+def check_data(
+    name_or_path: str, data_root: str | os.PathLike[str] | None = None, split: str = "train"
+) -> None:
     """Fail fast, before any work, on a data set that ``load_split`` would not find: a bad
-    synthetic spec, a named set missing from the data roots, a path that does not exist.
-    Reads no image (a folder's layout is checked when it is loaded)."""
+    synthetic spec, a named set missing from the data roots, a path that does not exist, an
+    image-folder tree without the ``split`` folder. Reads no image."""
     if name_or_path == "synthetic" or name_or_path.startswith("synthetic:"):
         parse_synthetic(name_or_path)
-    elif name_or_path in NAMES:
-        resolve(name_or_path, data_root)
+        return
+    if name_or_path in NAMES:
+        src = resolve(name_or_path, data_root)
+        folder = src.path if src.kind == "folder" else None
     else:
-        _existing_path(name_or_path)
+        path = _existing_path(name_or_path)
+        folder = None if detect_cifar(path) or is_idx_folder(path) else path
+    if folder is not None:
+        split_dir(folder, split)
 
 
 def load_split(
