@@ -154,7 +154,7 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_nothing_happened(
     # Static rendezvous on a fixed port; rank 1 SIGKILLs itself after step 7; torchrun
     # restarts both workers, which continue from the checkpoint of step 6, mid-epoch 2.
     launcher = ["--master-port", str(free_port()), "--max-restarts", "1"]
-    done = torchrun(tmp_path, *launcher, env={**float64_env, "DEEPRES_FAULT_AT_STEP": "1:7"})
+    done = torchrun(tmp_path, *launcher, env={**float64_env, "DEEPRES_FAULT": "step:7:rank1"})
     assert "torchrun restart 1: continuing from step 6" in done.stdout
     assert list((tmp_path / "rank1").rglob("*")) == []
     run, reference = tmp_path / "rank0" / "run", parallel / "rank0" / "run"
@@ -176,7 +176,7 @@ def test_a_two_process_run_continues_in_one_process(single, float64_env, tmp_pat
         capture_output=True,
         text=True,
         timeout=300,
-        env={**float64_env, "DEEPRES_FAULT_AT_STEP": "0:7"},
+        env={**float64_env, "DEEPRES_FAULT": "step:7:rank0"},
     )
     assert failed.returncode == 2 and "torchrun exited with status" in failed.stderr
     assert torch.load(out / "state.pt", weights_only=True)["step"] == 6

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from deepres.data.dataset import Stats
+from deepres.errors import DeepresError
+from deepres.files import atomic_write
 
 CACHE_ENV = "DEEPRES_CACHE"
 
@@ -41,14 +43,6 @@ def file_entries(root: Path, paths: Iterable[Path]) -> list[tuple[str, int, int]
     return out
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename (no torn files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def load_stats(key: str, cache: Path) -> Stats | None:
     """Cached (mean, std) for fingerprint `key`, or None."""
     path = cache / f"stats-{key}.json"
@@ -64,6 +58,7 @@ def save_stats(key: str, stats: Stats, cache: Path, source: str) -> None:
     """Store (mean, std) for fingerprint `key` as a small JSON file."""
     body = {"source": source, "mean": list(stats[0]), "std": list(stats[1])}
     try:
-        atomic_write_bytes(cache / f"stats-{key}.json", json.dumps(body, indent=1).encode())
-    except OSError:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache / f"stats-{key}.json", json.dumps(body, indent=1).encode())
+    except (OSError, DeepresError):
         pass  # a read-only cache only costs a recomputation next time

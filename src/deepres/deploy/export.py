@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from deepres.errors import DeepresError
+from deepres.files import atomic_write
 from deepres.inference import fold_batchnorm
-from deepres.train.checkpoint import atomic_write
 
 log = logging.getLogger(__name__)
 

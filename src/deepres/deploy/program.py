@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from deepres.errors import DeepresError
-from deepres.train.checkpoint import atomic_write
+from deepres.files import atomic_write
 
 META_FILE = "deepres.json"
 PROGRAM_SUFFIX = ".pt2"

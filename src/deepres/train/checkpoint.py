@@ -16,54 +16,30 @@ fsync of the folder. A crash leaves either the old file or the new one, never ha
 
 from __future__ import annotations
 
+import io
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from deepres.errors import DeepresError
+from deepres.files import atomic_write
 
 MODEL_FILE = "model.safetensors"
 BEST_FILE = "best.safetensors"
 STATE_FILE = "state.pt"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through ``write(tmp_path)`` so that readers never see a partial file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise DeepresError(
-            f"could not write {path}: {err.strerror or err}. The previous checkpoint is intact;"
-            " free some space or fix the folder's permissions, then resume."
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save_weights(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     """The model's state dict as safetensors, with ``meta`` (JSON) in the header."""
     state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
     header = {"deepres": json.dumps(meta)}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=header))
+    atomic_write(path, safetensors.torch.save(state, metadata=header))
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -116,7 +92,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from deepres.data import BatchLoader
 
 JOB_FILE = ".torchrun-job"
-FAULT_ENV = "DEEPRES_FAULT_AT_STEP"
 
 
 @dataclass
@@ -308,29 +306,6 @@ def claim_run(out: Path) -> None:
     ident = job_id()
     if ident is None:
         return
-    from deepres.train.checkpoint import atomic_write
+    from deepres.files import atomic_write
 
-    def write(path: Path) -> None:
-        path.write_text(ident + "\n")
-
-    atomic_write(out / JOB_FILE, write)
-
-
-def maybe_fail(step: int, ctx: Context) -> None:
-    """Test hook for fault tolerance: ``DEEPRES_FAULT_AT_STEP=RANK:STEP`` makes that rank
-    kill itself (SIGKILL) right after SGD step STEP; ``RANK:STEP:raise`` makes it raise.
-    Only in the first attempt of a job (TORCHELASTIC_RESTART_COUNT 0), so a restart runs
-    through."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec or restart_count() > 0:
-        return
-    parts = spec.split(":")
-    try:
-        rank, at = int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        raise DeepresError(f"{FAULT_ENV}={spec!r}: use RANK:STEP or RANK:STEP:raise") from None
-    if rank != ctx.rank or step != at:
-        return
-    if parts[2:] == ["raise"]:
-        raise RuntimeError(f"{FAULT_ENV}: rank {rank} fails after step {step}")
-    os.kill(os.getpid(), signal.SIGKILL)
+    atomic_write(out / JOB_FILE, f"{ident}\n".encode())
