@@ -119,10 +119,12 @@ def test_sigkill_and_resume_give_bitwise_the_same_weights(tmp_path):
 def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path):
     out = tmp_path / "nan"
     cfg = small_config("synthetic:3x32x32:10:256", out, lr=1e12, checkpoint_every=1, momentum=0.0)
-    with pytest.raises(DeepresError, match=r"loss became (nan|inf) at iteration \d+"):
+    # Whichever comes first: a non-finite loss, or BatchNorm statistics that overflow.
+    fault = r"(the loss became (nan|inf) at iteration|\S+ became non-finite at step) \d+"
+    with pytest.raises(DeepresError, match=fault):
         train(cfg)
     state = torch.load(out / "state.pt", weights_only=True)
-    assert state["step"] >= 1
+    assert state["step"] >= 1 and all(v.isfinite().all() for v in state["model"].values())
     load_model(out)  # the last good checkpoint still loads
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from deepres.errors import DeepresError
 from deepres.experiments.budgets import BUDGETS, get_budget
 from deepres.experiments.common import Settings
+from deepres.train.runlock import RunLock
 
 EXPERIMENTS = {
     "degradation": "paper Fig. 1 and Fig. 6: plain nets vs ResNets of growing depth",
@@ -58,10 +59,11 @@ def run_experiment(
         device=device,
         progress=progress,
     )
-    if name == "layer-responses":
-        return layer_responses.run(settings, explicit_depths=bool(depths))
-    module = {"degradation": degradation, "cifar-table": cifar_table, "shortcuts": shortcuts}
-    return module[name].run(settings)
+    with RunLock(settings.out):  # one experiment per folder (each run also locks its own)
+        if name == "layer-responses":
+            return layer_responses.run(settings, explicit_depths=bool(depths))
+        module = {"degradation": degradation, "cifar-table": cifar_table, "shortcuts": shortcuts}
+        return module[name].run(settings)
 
 
 __all__ = ["BUDGETS", "EXPERIMENTS", "Settings", "get_budget", "run_experiment"]

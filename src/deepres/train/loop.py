@@ -14,6 +14,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ import torch
 from torch import nn
 
 from deepres.errors import DeepresError
+from deepres.faults import fault_point, poison_gradients
+from deepres.files import atomic_write, remove_stale_temporaries
 from deepres.models import create_model, load_pretrained
 from deepres.train import distributed as dist
 from deepres.train.checkpoint import (
     BEST_FILE,
     MODEL_FILE,
     STATE_FILE,
-    atomic_write,
     load_state,
     save_state,
     save_weights,
@@ -103,6 +105,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     ctx = dist.setup(cfg.device, cfg.threads)
     out = Path(cfg.out)
     lock = RunLock(out) if ctx.is_main else None
+    if lock is not None:
+        remove_stale_temporaries(out)
     try:
         return _train(cfg, resume, ctx, out)
     finally:
@@ -120,6 +124,9 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
                 "another --out"
             )
         resume = resume or restarted
+        if resume and not (out / STATE_FILE).exists():
+            print(f"{out} has no checkpoint yet (stopped before its first): starting over")
+            resume = False
         dist.claim_run(out)  # under torchrun: a restart of this job may continue this run
     resume = dist.broadcast(resume, ctx)
     torch.manual_seed(cfg.seed)
@@ -184,7 +191,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
             print(f"torchrun restart {dist.restart_count()}: continuing from step {state['step']}")
     elif ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / CONFIG_FILE, lambda p: p.write_text(cfg.to_json()))
+        atomic_write(out / CONFIG_FILE, cfg.to_json().encode())
 
     net = dist.wrap(model, ctx)
     if cfg.compile:
@@ -203,14 +210,24 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
             + (f", lr x {lr_scale(cfg):g} (linear scaling rule)" if cfg.lr_scale_batch else "")
         )
 
+    def where() -> str:
+        return f"iteration {state['step'] + 1} (epoch {state['epoch'] + 1})"
+
+    if cfg.detect_anomaly:
+        watch_outputs(unwrap(model), where)
+
     def save_checkpoint(best: bool = False, train_time: float | None = None) -> None:
+        weights = unwrap(model).state_dict()  # the same on every rank
+        bad = next((k for k, v in weights.items() if not v.isfinite().all()), None)
+        if bad is not None:  # never replace a good checkpoint with a broken one
+            raise numerical_fault(f"{bad} became non-finite", f"step {state['step']}", out)
         sums = dist.all_sum(state["sums"], ctx) if ctx.world_size > 1 else state["sums"]
         if not ctx.is_main:
             return
         full = {
             **state,
             "sums": sums,
-            "model": unwrap(model).state_dict(),
+            "model": weights,
             "optimizer": optimizer.state_dict(),
             "rng_torch": torch.get_rng_state(),
             "meta_json": json.dumps(meta),
@@ -241,14 +258,10 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
                 ):
                     logits = net(images)
                     loss = criterion(logits, labels)
-                scaler.scale(loss / cfg.grad_accum_steps).backward()
+                backward(scaler.scale(loss / cfg.grad_accum_steps), where)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
-                    raise DeepresError(
-                        f"the loss became {loss_value} at iteration {state['step'] + 1} "
-                        f"(epoch {epoch + 1}); stopping. The last good checkpoint in {out} is "
-                        "intact: lower --lr, or use --detect-anomaly to find the first bad op."
-                    )
+                    raise numerical_fault(f"the loss became {loss_value}", where(), out)
                 errors = (logits.argmax(1) != labels).sum().item()
                 state["sums"] = [
                     state["sums"][0] + loss_value * len(labels),
@@ -257,6 +270,11 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
                 ]
                 if micro % cfg.grad_accum_steps:
                     continue
+                poison_gradients(model, state["step"] + 1)
+                if not scaler.is_enabled():  # fp16's scaler skips non-finite steps itself
+                    norm = gradient_norm(model)
+                    if not math.isfinite(norm):
+                        raise numerical_fault(f"the gradients became {norm}", where(), out)
                 lr = learning_rate(cfg, state["step"], total, steps_per_epoch)
                 if needs_warmup and not state["warmup_done"]:
                     count: float = len(labels)
@@ -272,7 +290,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 state["batch"] += 1
-                dist.maybe_fail(state["step"], ctx)
+                fault_point("step", state["step"])
                 loss_sum, error_sum, seen = state["sums"]
                 elapsed = time.perf_counter() - started - paused
                 progress.update(
@@ -323,11 +341,60 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
 
     summary = summarize(cfg, state["history"], state["train_time"], out)
     if ctx.is_main:
-        atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+        atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
         progress.line(format_summary(summary))
         if writer is not None:
             writer.close()
     return summary
+
+
+def numerical_fault(what: str, where: str, out: Path) -> DeepresError:
+    return DeepresError(
+        f"{what} at {where}; stopping. The last good checkpoint in {out} is intact: lower "
+        "--lr, or rerun with --detect-anomaly to find the first bad operation."
+    )
+
+
+def gradient_norm(model: nn.Module) -> float:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
+
+
+def watch_outputs(model: nn.Module, where: Callable[[], str]) -> None:
+    """``--detect-anomaly``, forward half: every leaf module checks its output and buffers
+    (BatchNorm's running statistics), so the first operation that makes a NaN or Inf is
+    named (torch's anomaly mode covers the backward)."""
+
+    def watch(name: str) -> Callable[..., None]:
+        def check(module: nn.Module, inputs: Any, output: Any) -> None:
+            made = {"output": output, **dict(module.named_buffers(recurse=False))}
+            for what, value in made.items():
+                if value.is_floating_point() and not value.isfinite().all():
+                    finite = all(t.isfinite().all() for t in inputs)
+                    raise DeepresError(
+                        f"--detect-anomaly: {name} ({type(module).__name__}) produced "
+                        f"{'nan' if value.isnan().any() else 'inf'} values in its {what} at "
+                        f"{where()}; its inputs were {'finite' if finite else 'not finite'}"
+                    )
+
+        return check
+
+    for name, module in model.named_modules():
+        if not any(module.children()):
+            module.register_forward_hook(watch(name))
+
+
+def backward(loss: torch.Tensor, where: Callable[[], str]) -> None:
+    """``loss.backward()``; under anomaly mode a NaN made by a backward op names that op."""
+    try:
+        loss.backward()
+    except RuntimeError as err:
+        if "returned nan values" not in str(err):
+            raise
+        raise DeepresError(
+            f"--detect-anomaly: {str(err).splitlines()[0]} at {where()} (the forward call "
+            "that made it is printed above)"
+        ) from None
 
 
 def run_eval(
@@ -371,12 +438,12 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     """metrics.jsonl and metrics.csv, rewritten whole from the history in the checkpoint, so
     a resumed run never repeats or loses a row."""
     lines = "".join(json.dumps(row) + "\n" for row in history)
-    atomic_write(out / "metrics.jsonl", lambda p: p.write_text(lines))
+    atomic_write(out / "metrics.jsonl", lines.encode())
     buffer = io.StringIO()
     table = csv.DictWriter(buffer, METRIC_FIELDS, extrasaction="ignore")
     table.writeheader()
     table.writerows(history)
-    atomic_write(out / "metrics.csv", lambda p: p.write_text(buffer.getvalue()))
+    atomic_write(out / "metrics.csv", buffer.getvalue().encode())
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:

@@ -10,6 +10,9 @@ from deepres.errors import DeepresError
 
 
 class RunLock:
+    """Held from creation until ``release()`` (or the end of a ``with`` block), or until the
+    process dies: a crashed run never leaves its folder locked."""
+
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / ".lock"
@@ -31,3 +34,9 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = -1
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
