@@ -200,6 +200,7 @@ def bench_train(args: argparse.Namespace, data: TensorData, stats: tuple) -> dic
         args.model, num_classes=data.num_classes, in_chans=data.images.shape[1]
     )
     reference_model.load_state_dict(model.state_dict())
+    model.set_grad_checkpointing(args.grad_checkpointing)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if args.compile else model
@@ -311,6 +312,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "amp": args.amp,
         "channels_last": args.channels_last,
         "compile": args.compile,
+        "grad_checkpointing": args.grad_checkpointing,
         "data": args.data,
         "against": args.against,
         "rounds": args.rounds,
@@ -426,6 +428,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument(
+        "--grad-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train mode: recompute activations per block (compare peak_rss_mb)",
+    )
     p.add_argument("--data", default="synthetic", help="synthetic or an in-memory data set")
     p.add_argument("--against", choices=["torchvision", "reference", "none"], default="none")
     p.add_argument(

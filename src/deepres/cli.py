@@ -166,6 +166,12 @@ def train_options(parser: argparse.ArgumentParser) -> None:
     add("--amp", choices=AMP_MODES)
     add("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     add("--compile", action=argparse.BooleanOptionalAction, default=None)
+    add(
+        "--grad-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep one activation per block and recompute the rest in the backward pass",
+    )
     add("--device", type=device_name, help="auto, cpu, cuda, cuda:N")
     add("--threads", type=positive_int)
     add("--sync-bn", action=argparse.BooleanOptionalAction, default=None)
@@ -196,7 +202,7 @@ def train_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-RESUME_OVERRIDABLE = {"progress", "threads", "workers", "device"}
+RESUME_OVERRIDABLE = {"progress", "threads", "workers", "device", "grad_checkpointing"}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -212,7 +218,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         saved = Path(args.resume) / "config.json"
         if not saved.is_file():
-            raise DeepresError(f"nothing to resume in {args.resume}: it has no config.json")
+            raise DeepresError(
+                f"nothing to resume in {args.resume}: it has no config.json (a run stopped "
+                "before it wrote one: start it again with its original command)"
+            )
         values = json.loads(saved.read_text())
         given = {**options, "recipe": args.recipe} if args.recipe else options
         for key, value in given.items():

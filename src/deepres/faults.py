@@ -7,6 +7,7 @@ WHERE:
 - ``write``: inside the N-th file this process writes, after the temporary file is complete
   and before it replaces the old one: a crash in the middle of a checkpoint.
 - ``grad``: the gradients of step N become NaN before the update (a numerical fault).
+- ``weights``: a weight becomes Inf after the update of step N (an update that overflowed).
 
 ACTION is ``kill`` (SIGKILL, the default), ``raise`` (a RuntimeError) or, for ``write``,
 ``enospc`` (the write fails as on a full disk). ``rankR`` limits the fault to one rank of a
@@ -21,12 +22,13 @@ import os
 import signal
 from collections import Counter
 
+import torch
 from torch import nn
 
 from deepres.errors import DeepresError
 
 FAULT_ENV = "DEEPRES_FAULT"
-POINTS = ("step", "write", "grad")
+POINTS = ("step", "write", "grad", "weights")
 ACTIONS = ("kill", "raise", "enospc")
 
 _passes: Counter[str] = Counter()  # passes through each point in this process
@@ -71,9 +73,15 @@ def fault_point(where: str, at: int | None = None) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def poison_gradients(model: nn.Module, step: int) -> None:
-    """``DEEPRES_FAULT=grad:N``: fill the gradients of step N with NaN."""
-    if _armed("grad", step):
+def poison(model: nn.Module, where: str, step: int) -> None:
+    """``DEEPRES_FAULT=grad:N``: fill the gradients of step N with NaN;
+    ``DEEPRES_FAULT=weights:N``: put an Inf into the first weight after step N."""
+    if not _armed(where, step):
+        return
+    if where == "grad":
         for p in model.parameters():
             if p.grad is not None:
                 p.grad.fill_(float("nan"))
+    else:
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = float("inf")

@@ -13,9 +13,13 @@ The *plain* twins (§4.1) are the same networks with ``shortcut="none"``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 import torch
 import torch.fx
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from deepres.errors import DeepresError
 from deepres.models.blocks import BasicBlock, Bottleneck, ResidualBlock, Shortcut, check_shortcut
@@ -37,6 +41,23 @@ def check_input(x: torch.Tensor, in_chans: int) -> None:
 
 # A leaf in torch.fx graphs (the shape check is Python control flow), so the models trace.
 torch.fx.wrap("check_input")
+
+
+@contextmanager
+def keep_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """Undo the running-statistics update of every BatchNorm in ``module`` made inside the
+    block (a recomputation must not count a batch twice)."""
+    saved = [
+        (buffer, buffer.clone())
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for buffer in m.buffers()
+    ]
+    try:
+        yield
+    finally:  # also when the recomputation stops early (torch ends it with an exception)
+        for buffer, value in saved:
+            buffer.copy_(value)
 
 
 class ResNet(nn.Module):
@@ -114,6 +135,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc: nn.Module = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
         self.num_classes = num_classes
+        self.grad_checkpointing = False
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -129,12 +151,30 @@ class ResNet(nn.Module):
                 if isinstance(m, ResidualBlock):
                     nn.init.zeros_(m.last_bn.weight)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing (timm's name for it): in training, each block keeps only
+        its input and recomputes its activations during the backward pass, so activation
+        memory falls from every layer's outputs to one tensor per block, for about a third
+        more compute. Gradients and BatchNorm statistics are exactly those of a normal step
+        (the recomputation leaves the running statistics as they were)."""
+        self.grad_checkpointing = enable
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (before global pooling)."""
         check_input(x, self.in_chans)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in self.stage_names:
-            x = getattr(self, name)(x)
+            stage = getattr(self, name)
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                for block in stage:
+                    x = checkpoint(
+                        block,
+                        x,
+                        use_reentrant=False,
+                        context_fn=lambda b=block: (nullcontext(), keep_batchnorm_stats(b)),
+                    )
+            else:
+                x = stage(x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

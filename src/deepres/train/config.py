@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -62,6 +63,7 @@ class TrainConfig:
     amp: str = "off"
     channels_last: bool = False
     compile: bool = False
+    grad_checkpointing: bool = False  # recompute activations per block (less memory)
     device: str = "auto"
     threads: int | None = None
     sync_bn: bool = False
@@ -87,7 +89,7 @@ class TrainConfig:
             self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}"
         )
         need(self.iters is not None or self.epochs is not None, "give --epochs or --iters")
-        need(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        need(0 < self.lr < math.inf, f"--lr must be a positive number, got {self.lr}")
         need(
             self.lr_scale_batch is None or self.lr_scale_batch > 0,
             f"--scale-lr (the reference batch) must be positive, got {self.lr_scale_batch}",

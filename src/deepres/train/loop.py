@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from deepres.errors import DeepresError
-from deepres.faults import fault_point, poison_gradients
+from deepres.faults import fault_point, poison
 from deepres.files import atomic_write, remove_stale_temporaries
 from deepres.models import create_model, load_pretrained
 from deepres.train import distributed as dist
@@ -135,6 +135,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
     model = create_model(cfg.model, **args)
     if cfg.init_from and not resume:
         load_pretrained(model, cfg.init_from)
+    model.set_grad_checkpointing(cfg.grad_checkpointing)
     if cfg.sync_bn:
         model = dist.convert_sync_batchnorm(model, ctx)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -270,7 +271,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
                 ]
                 if micro % cfg.grad_accum_steps:
                     continue
-                poison_gradients(model, state["step"] + 1)
+                poison(model, "grad", state["step"] + 1)
                 if not scaler.is_enabled():  # fp16's scaler skips non-finite steps itself
                     norm = gradient_norm(model)
                     if not math.isfinite(norm):
@@ -290,6 +291,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 state["batch"] += 1
+                poison(model, "weights", state["step"])
                 fault_point("step", state["step"])
                 loss_sum, error_sum, seen = state["sums"]
                 elapsed = time.perf_counter() - started - paused
