@@ -141,7 +141,7 @@ def test_budgets_are_data():
     assert get_budget("tiny")["train"]["epochs"] <= 3
 
 
-@pytest.mark.parametrize("argv", [["experiment", "nope"], ["plot", "r", "--metric", "acc"]])
+@pytest.mark.parametrize("argv", [["experiment", "nope"], ["plot", ".", "--metric", "acc"]])
 def test_cli_rejects_bad_choices(argv, capsys):
     with pytest.raises(SystemExit):
         main(argv)
