@@ -196,10 +196,6 @@ def bench_train(args: argparse.Namespace, data: TensorData, stats: tuple) -> dic
     mean, std = stats
     amp = autocast_dtype(args.amp, "cpu")
     model = create_model(args.model, num_classes=data.num_classes, in_chans=data.images.shape[1])
-    reference_model = create_model(
-        args.model, num_classes=data.num_classes, in_chans=data.images.shape[1]
-    )
-    reference_model.load_state_dict(model.state_dict())
     model.set_grad_checkpointing(args.grad_checkpointing)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -218,6 +214,10 @@ def bench_train(args: argparse.Namespace, data: TensorData, stats: tuple) -> dic
     results: dict[str, Any] = {}
     references: dict[str, Runner] = {}
     if args.against == "reference":
+        reference_model = create_model(
+            args.model, num_classes=data.num_classes, in_chans=data.images.shape[1]
+        )
+        reference_model.load_state_dict(model.state_dict())  # same start (no step taken yet)
         for workers in args.reference_workers:
             ref_loader = reference_loader(data, args.batch_size, workers, mean, std)
             references[f"reference_workers{workers}"] = train_runner(
