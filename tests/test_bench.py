@@ -137,3 +137,25 @@ def test_bf16_inference_agrees_on_top1(cifar_small, tmp_path):
     assert (fp32 - reference).abs().max().item() < 1e-4
     agree = (bf16.argmax(1) == reference.argmax(1)).float().mean().item()
     assert agree >= 0.995  # 200 images: at most one near-tie may flip
+
+
+def test_bench_times_saved_checkpoints_side_by_side(tmp_path):
+    from deepres.cli import main
+    from deepres.train.checkpoint import save_weights
+
+    checkpoint = tmp_path / "model.safetensors"
+    meta = {"model": "resnet8", "model_args": {"num_classes": 3}, "classes": ["a", "b", "c"],
+            "mean": [0.5] * 3, "std": [0.25] * 3, "input_size": 16}  # fmt: skip
+    save_weights(checkpoint, create_model("resnet8", num_classes=3).eval(), meta)
+    program = tmp_path / "model.pt2"
+    export = ["export", "--checkpoint", str(checkpoint), "--format", "exported-program"]
+    assert main([*export, "--dynamic-batch", "--out", str(program)]) == 0
+    out = tmp_path / "bench.json"
+    timed = ["--checkpoint", str(checkpoint), "--checkpoint", str(program)]
+    options = ["--batch-size", "4", "--rounds", "2", "--steps", "1", "--json", str(out)]
+    assert main(["bench", "--mode", "infer", *timed, *options]) == 0
+    infer = json.loads(out.read_text())["infer"]
+    assert list(infer) == [str(checkpoint), str(program)]
+    assert all(r["images_per_s"] > 0 and r["gflops"] > 0 for r in infer.values())
+    assert len(infer[str(program)]["speedup_per_round"]) == 2
+    assert main(["bench", "--mode", "train", *timed]) == 2  # saved models are timed in infer

@@ -270,19 +270,56 @@ def bench_infer(args: argparse.Namespace, data: TensorData | None) -> dict[str, 
         variants["torchvision"] = infer_runner(lambda x: reference(x), images)
         with torch.inference_mode():
             diff = (fast_fp32(images) - reference(images)).abs().max().item()
+    results = time_variants(variants, args, count_macs(model, size), "torchvision")
+    if "torchvision" in results:
+        results["ours_fp32"]["max_abs_diff_vs_torchvision"] = diff
+    return results
+
+
+def bench_checkpoints(args: argparse.Namespace, data: TensorData | None) -> dict[str, Any]:
+    """``--checkpoint A --checkpoint B``: saved models timed as ``eval``/``predict`` run them
+    (an fp32 checkpoint through ``optimize_for_inference``, an int8 ``.pt2`` program as it
+    is, both compiled with ``--compile``), on the same images, in alternating rounds; the
+    speed-up is against the first."""
+    from deepres.deploy.program import ProgramModel
+    from deepres.train.checkpoint import load_model
+
+    variants: dict[str, Runner] = {}
+    shapes = set()
+    for path in args.checkpoint:
+        model, meta = load_model(path)
+        shape = (len(meta["mean"]), meta["input_size"], meta["input_size"])
+        shapes.add(shape)
+        if len(shapes) > 1:
+            raise DeepresError(f"--checkpoint {path}: its input {shape} differs from the first")
+        if data is not None:
+            images = data.images[: args.batch_size].float().div(255)
+            images = F.interpolate(images, size=shape[1:], mode="bilinear", antialias=True)
+        else:
+            images = torch.randn(args.batch_size, *shape)
+        if isinstance(model, ProgramModel):
+            runnable = model.compile() if args.compile else model
+        else:
+            runnable = optimize_for_inference(model, dtype="fp32", compile=args.compile)
+        variants[str(path)] = infer_runner(runnable, images)
+    macs = count_macs(create_model(meta["model"], **meta.get("model_args", {})), shape[1])
+    return time_variants(variants, args, macs, str(args.checkpoint[0]))
+
+
+def time_variants(
+    variants: dict[str, Runner], args: argparse.Namespace, macs: int, baseline: str
+) -> dict[str, Any]:
+    """Each variant timed in alternating rounds; with ``baseline`` among them, every other
+    variant's speed-up over it per round and its median."""
     per_round: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, runner in variants.items():
             per_round[name].append(time_round(runner, args.steps))
-    macs = count_macs(model, size)
     results = {name: summarize_times(t, args.batch_size, macs) for name, t in per_round.items()}
-    if "torchvision" in per_round:
-        results["ours_fp32"]["max_abs_diff_vs_torchvision"] = diff
+    if baseline in per_round:
         for name in variants:
-            if name != "torchvision":
-                ratios = [
-                    r / o for o, r in zip(per_round[name], per_round["torchvision"], strict=True)
-                ]
+            if name != baseline:
+                ratios = [r / o for o, r in zip(per_round[name], per_round[baseline], strict=True)]
                 results[name]["speedup_per_round"] = ratios
                 results[name]["speedup_median"] = statistics.median(ratios)
     return results
@@ -305,7 +342,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     report: dict[str, Any] = {
-        "model": args.model,
+        "model": ", ".join(args.checkpoint) if args.checkpoint else args.model,
         "mode": args.mode,
         "batch_size": args.batch_size,
         "input_size": args.input_size,
@@ -339,7 +376,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["train"] = bench_train(args, data, stats)
     if args.mode in ("infer", "both"):
         data = None if args.data == "synthetic" else load_bench_data(args.data, 0, 3, 0)
-        report["infer"] = bench_infer(args, data)
+        report["infer"] = (bench_checkpoints if args.checkpoint else bench_infer)(args, data)
     for section in ("train", "infer"):
         for result in report.get(section, {}).values():
             for dtype in ("fp32", "bf16"):
@@ -404,6 +441,8 @@ def check_args(args: argparse.Namespace) -> None:
             )
     if args.against == "torchvision" and not hasattr(torchvision.models, args.model):
         raise DeepresError(f"torchvision has no {args.model}; use --against reference or none")
+    if args.checkpoint and (args.mode != "infer" or args.against != "none"):
+        raise DeepresError("--checkpoint times saved models: use --mode infer, no --against")
     if args.json and not Path(args.json).parent.is_dir():
         raise DeepresError(f"--json {args.json}: no such folder {Path(args.json).parent}")
 
@@ -418,7 +457,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import non_negative_int, positive_int
+    from deepres.cli import existing_path, non_negative_int, positive_int
 
     p = sub.add_parser("bench", help="images/s next to torchvision / a reference loop")
     p.add_argument("--model", default="resnet20")
@@ -435,6 +474,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train mode: recompute activations per block (compare peak_rss_mb)",
     )
     p.add_argument("--data", default="synthetic", help="synthetic or an in-memory data set")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        type=existing_path,
+        help="infer mode: time this run folder, .safetensors or .pt2 (int8) file instead of "
+        "--model; repeat to compare (speed-up against the first)",
+    )
     p.add_argument("--against", choices=["torchvision", "reference", "none"], default="none")
     p.add_argument(
         "--reference-workers",

@@ -107,15 +107,6 @@ def top1(model: nn.Module, images: torch.Tensor, batch_size: int = 250) -> torch
         return torch.cat([model(chunk).argmax(1) for chunk in images.split(batch_size)])
 
 
-def images_per_second(model: nn.Module, images: torch.Tensor, repeats: int = 3) -> float:
-    with torch.inference_mode():
-        model(images)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model(images)
-    return repeats * len(images) / (time.perf_counter() - start)
-
-
 def cmd_quantize(args: argparse.Namespace) -> None:
     from deepres.data import check_data
     from deepres.deploy.export import check_out
