@@ -250,11 +250,7 @@ def bench_infer(args: argparse.Namespace, data: TensorData | None) -> dict[str, 
 
     model = create_model(args.model).eval()
     size = args.input_size or model.default_input_size
-    if data is not None:
-        images = data.images[: args.batch_size].float().div(255)
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-    else:
-        images = torch.randn(args.batch_size, model.in_chans, size, size)
+    images = bench_images(data, args.batch_size, model.in_chans, size)
     variants: dict[str, Runner] = {}
     fast_fp32 = optimize_for_inference(model, dtype="fp32", compile=args.compile)
     variants["ours_fp32"] = infer_runner(fast_fp32, images)
@@ -276,6 +272,16 @@ def bench_infer(args: argparse.Namespace, data: TensorData | None) -> dict[str, 
     return results
 
 
+def bench_images(
+    data: TensorData | None, batch_size: int, channels: int, size: int
+) -> torch.Tensor:
+    """One inference batch: the data set's first images resized to ``size``, or random."""
+    if data is None:
+        return torch.randn(batch_size, channels, size, size)
+    images = data.images[:batch_size].float().div(255)
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+
+
 def bench_checkpoints(args: argparse.Namespace, data: TensorData | None) -> dict[str, Any]:
     """``--checkpoint A --checkpoint B``: saved models timed as ``eval``/``predict`` run them
     (an fp32 checkpoint through ``optimize_for_inference``, an int8 ``.pt2`` program as it
@@ -285,24 +291,23 @@ def bench_checkpoints(args: argparse.Namespace, data: TensorData | None) -> dict
     from deepres.train.checkpoint import load_model
 
     variants: dict[str, Runner] = {}
-    shapes = set()
+    images: torch.Tensor | None = None
     for path in args.checkpoint:
         model, meta = load_model(path)
-        shape = (len(meta["mean"]), meta["input_size"], meta["input_size"])
-        shapes.add(shape)
-        if len(shapes) > 1:
-            raise DeepresError(f"--checkpoint {path}: its input {shape} differs from the first")
-        if data is not None:
-            images = data.images[: args.batch_size].float().div(255)
-            images = F.interpolate(images, size=shape[1:], mode="bilinear", antialias=True)
-        else:
-            images = torch.randn(args.batch_size, *shape)
+        channels, size = len(meta["mean"]), meta["input_size"]
+        if images is None:
+            images = bench_images(data, args.batch_size, channels, size)
+        elif images.shape[1:] != (channels, size, size):
+            raise DeepresError(
+                f"--checkpoint {path}: it takes {channels}x{size}x{size} images, the first "
+                f"{'x'.join(map(str, images.shape[1:]))}"
+            )
         if isinstance(model, ProgramModel):
             runnable = model.compile() if args.compile else model
         else:
             runnable = optimize_for_inference(model, dtype="fp32", compile=args.compile)
         variants[str(path)] = infer_runner(runnable, images)
-    macs = count_macs(create_model(meta["model"], **meta.get("model_args", {})), shape[1])
+    macs = count_macs(create_model(meta["model"], **meta.get("model_args", {})), size)
     return time_variants(variants, args, macs, str(args.checkpoint[0]))
 
 

@@ -94,6 +94,13 @@ def existing_folder(text: str) -> str:
     return text
 
 
+def add_checkpoint(
+    parser: argparse.ArgumentParser, what: str = "a run folder, .safetensors file or .pt2 program"
+) -> None:
+    """The ``--checkpoint`` option of the commands that read a trained model."""
+    parser.add_argument("--checkpoint", required=True, type=existing_path, help=what)
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     from deepres.models import count_macs, count_params, create_model, stage_table
 
@@ -472,12 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     ev = sub.add_parser("eval", help="top-1/top-5 error, per-class accuracy, confusion matrix")
-    ev.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_path,
-        help="a run folder or a .safetensors file",
-    )
+    add_checkpoint(ev)
     ev.add_argument("--data", help="default: the data set the checkpoint was trained on")
     ev.add_argument("--data-root", type=existing_folder)
     ev.add_argument("--split", default="test", choices=["train", "test", "val"])
@@ -488,12 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_eval)
 
     pr = sub.add_parser("predict", help="top classes of image files")
-    pr.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_path,
-        help="a run folder or a .safetensors file",
-    )
+    add_checkpoint(pr)
     pr.add_argument("images", nargs="+", type=existing_path, help="image files or folders")
     pr.add_argument("--top-k", type=positive_int, default=5)
     pr.add_argument("--json", action="store_true", help="print JSON")

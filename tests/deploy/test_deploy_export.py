@@ -2,7 +2,6 @@
 against PyTorch on real CIFAR images; BatchNorm folding; dynamic batch sizes."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -19,16 +18,6 @@ from deepres.deploy.inputs import check_images, images_from_split
 from deepres.train.checkpoint import load_model, save_weights
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the 2 shared cores make a 2-thread barrier wait on every op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def with_running_stats(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -137,7 +126,9 @@ def test_check_images_falls_back_to_random_input_and_says_so(models):
         check_images({**meta, "data": "/nonexistent/data"}, 8, allow_random=False)
 
 
-def test_cli_exports_folds_and_verifies_on_given_images(models, cifar_small, tmp_path):
+def test_cli_exports_folds_and_verifies_on_given_images(
+    models, cifar_small, tmp_path, one_thread_env
+):
     model, meta, _ = models["resnet20"]
     checkpoint = tmp_path / "best.safetensors"
     save_weights(checkpoint, model, meta)
@@ -148,7 +139,7 @@ def test_cli_exports_folds_and_verifies_on_given_images(models, cifar_small, tmp
         capture_output=True,
         text=True,
         timeout=300,
-        env=ONE_THREAD_ENV,
+        env=one_thread_env,
     )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "best-folded.torchscript.pt"

@@ -3,7 +3,6 @@ round trip, agreement with fp32 on real images, loading through load_model / Pre
 and refusal of archives that would unpickle code."""
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -24,16 +23,6 @@ from deepres.train.checkpoint import load_model, save_weights
 pytest.importorskip("torchao", reason="int8 quantization needs torchao")
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the 2 shared cores make a 2-thread barrier wait on every op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_model() -> nn.Module:
@@ -136,7 +125,9 @@ def test_archive_asking_for_pickles_is_refused_before_loading(quantized, tmp_pat
         load_model(junk)
 
 
-def test_cli_quantizes_a_checkpoint_calibrated_on_real_images(cifar_small, meta, tmp_path):
+def test_cli_quantizes_a_checkpoint_calibrated_on_real_images(
+    cifar_small, meta, tmp_path, one_thread_env
+):
     from deepres import create_model
 
     checkpoint = tmp_path / "best.safetensors"
@@ -147,7 +138,7 @@ def test_cli_quantizes_a_checkpoint_calibrated_on_real_images(cifar_small, meta,
         capture_output=True,
         text=True,
         timeout=300,
-        env=ONE_THREAD_ENV,
+        env=one_thread_env,
     )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "best.int8.pt2"

@@ -2,7 +2,6 @@
 real HTTP requests with real CIFAR images, and the page driven by headless Chromium."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 
 from deepres import create_model
 from deepres.data import dataset_stats
@@ -22,16 +20,6 @@ from deepres.train.checkpoint import save_weights
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 STARTUP_SECONDS = 180
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the 2 shared cores make a 2-thread barrier wait on every op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +40,14 @@ def checkpoint(cifar_small, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint):
+def server(checkpoint, one_thread_env):
     """``deepres serve --port 0``: the base URL it prints; stopped after the module."""
     process = subprocess.Popen(
         [sys.executable, "-m", "deepres", "serve", "--checkpoint", str(checkpoint), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=ONE_THREAD_ENV,
+        env=one_thread_env,
     )
     try:
         deadline = time.monotonic() + STARTUP_SECONDS

@@ -12,6 +12,7 @@ In a fresh run the files are written in this order (``write:N`` is the N-th):
     11 best, 12 state | ... | last: summary.json
 """
 
+import json
 import os
 import random
 import re
@@ -70,8 +71,6 @@ def assert_same_run(run: Path, reference: Path) -> None:
 
 
 def read_rows(run: Path) -> list[dict]:
-    import json
-
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 

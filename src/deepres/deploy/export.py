@@ -247,18 +247,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import existing_folder, existing_path, positive_int
+    from deepres.cli import add_checkpoint, existing_folder, existing_path, positive_int
 
     ex = sub.add_parser(
         "export",
         help="ONNX / TorchScript / torch.export program, verified against PyTorch",
     )
-    ex.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_path,
-        help="a run folder or a .safetensors file",
-    )
+    add_checkpoint(ex, "a run folder or a .safetensors file")
     ex.add_argument("--format", required=True, choices=list(FORMATS))
     ex.add_argument(
         "--dynamic-batch", action="store_true", help="any batch size (default: batches of 1)"

@@ -162,15 +162,15 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import existing_folder, existing_path, non_negative_int, positive_int
+    from deepres.cli import (
+        add_checkpoint,
+        existing_folder,
+        non_negative_int,
+        positive_int,
+    )
 
     q = sub.add_parser("quantize", help="int8 post-training quantization for x86 CPUs")
-    q.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_path,
-        help="a run folder or a .safetensors file",
-    )
+    add_checkpoint(q, "a run folder or a .safetensors file")
     q.add_argument(
         "--calib-data",
         required=True,

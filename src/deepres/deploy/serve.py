@@ -132,15 +132,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import existing_path, port_number, positive_float, positive_int
+    from deepres.cli import add_checkpoint, port_number, positive_float, positive_int
 
     sv = sub.add_parser("serve", help="a web page and JSON API that classify uploaded images")
-    sv.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_path,
-        help="a run folder, .safetensors or .pt2 program",
-    )
+    add_checkpoint(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument(
         "--port", type=port_number, default=8000, help="port (default 8000; 0: any free)"
