@@ -1,29 +1,15 @@
-"""torch.hub entry points: ``torch.hub.load("path/to/deepres", "resnet50", source="local")``."""
+"""torch.hub entry points: ``torch.hub.load("path/to/deepres", "resnet50", source="local")``.
 
-import sys
-from pathlib import Path
+Every model in deepres's registry is an entry point, under its registered name."""
+
+import sys as _sys
+from pathlib import Path as _Path
 
 dependencies = ["torch", "torchvision"]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+_sys.path.insert(0, str(_Path(__file__).resolve().parent / "src"))
 
-from deepres.models import (  # noqa: E402, F401
-    plain18,
-    plain20,
-    plain32,
-    plain34,
-    plain44,
-    plain56,
-    plain110,
-    resnet18,
-    resnet20,
-    resnet32,
-    resnet34,
-    resnet44,
-    resnet50,
-    resnet56,
-    resnet101,
-    resnet110,
-    resnet152,
-    resnet1202,
-)
+from deepres.models.registry import get_builder as _get_builder  # noqa: E402
+from deepres.models.registry import list_models as _list_models  # noqa: E402
+
+globals().update({name: _get_builder(name) for name in _list_models()})

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from deepres import DeepresError
+from deepres.checkpoints import load_model, load_program, save_program, save_weights
 from deepres.data import dataset_stats
-from deepres.deploy import load_program, quantize_model, save_program
+from deepres.deploy import quantize_model
 from deepres.deploy.inputs import images_from_split
-from deepres.deploy.quantize import has_vnni
 from deepres.inference import Predictor
 from deepres.models.resnet import cifar_resnet
-from deepres.train.checkpoint import load_model, save_weights
+from deepres.runtime import has_vnni
 
 pytest.importorskip("torchao", reason="int8 quantization needs torchao")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from deepres import create_model
+from deepres.checkpoints import save_weights
 from deepres.data import dataset_stats
 from deepres.inference import Predictor
-from deepres.train.checkpoint import save_weights
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 STARTUP_SECONDS = 180

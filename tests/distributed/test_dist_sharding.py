@@ -9,7 +9,7 @@ from deepres import DeepresError
 from deepres.cli import build_parser, torchrun_command
 from deepres.data import BatchLoader, TensorData
 from deepres.train import resolve_config
-from deepres.train.data import FolderBatches, build_data
+from deepres.train.batches import FolderBatches, build_data
 from deepres.train.distributed import (
     RankBatches,
     claim_run,

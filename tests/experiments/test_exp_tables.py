@@ -12,8 +12,9 @@ import time
 import pytest
 from PIL import Image
 
-from deepres.cli import main
-from deepres.experiments import Settings, get_budget, run_experiment
+from deepres.cli import build_parser, main
+from deepres.cli.experiment import options_from
+from deepres.experiments import ExperimentOptions, Settings, get_budget, run_experiment
 from deepres.models import count_params
 from deepres.models.resnet import cifar_resnet
 
@@ -139,6 +140,19 @@ def test_budgets_are_data():
     assert Settings.create("cifar-table", budget="small").data == "cifar10-jpeg"
     assert 2 * sum(per_net * cost[d] for d in small.depths) <= 1_000_000
     assert get_budget("tiny")["train"]["epochs"] <= 3
+
+
+def test_options_come_as_flags_keywords_or_a_dataclass(tmp_path):
+    args = build_parser().parse_args(
+        ["experiment", "cifar-table", "--depths", "8", "--seeds", "2", "--from", str(tmp_path)]
+    )
+    options = options_from(args)
+    assert options == ExperimentOptions(depths=[8], seeds=2, source=str(tmp_path))
+    assert Settings.create("cifar-table", options) == Settings.create(
+        "cifar-table", depths=[8], seeds=2, source=tmp_path
+    )
+    with pytest.raises(TypeError, match="epochs"):
+        run_experiment("cifar-table", epochs=3)
 
 
 @pytest.mark.parametrize("argv", [["experiment", "nope"], ["plot", ".", "--metric", "acc"]])

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from deepres import create_model
-from deepres.train import load_model, resolve_config, train
+from deepres.checkpoints import load_model
+from deepres.train import resolve_config, train
 
 
 def step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from deepres import DeepresError
+from deepres.checkpoints import load_state, read_meta
 from deepres.data import decode_rgb, read_cifar_binary, read_cifar_python, read_idx
 from deepres.models import read_state_dict
-from deepres.train.checkpoint import load_state, read_meta
 
 FUZZ = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

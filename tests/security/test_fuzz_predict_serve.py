@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from deepres import DeepresError, create_model
+from deepres.checkpoints import save_weights
 from deepres.cli import main
 from deepres.deploy.serve import create_app
 from deepres.inference import Predictor
-from deepres.train.checkpoint import save_weights
 
 FUZZ = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from deepres import DeepresError, create_model
-from deepres.train import load_model, load_recipe, resolve_config, train
-from deepres.train.loop import learning_rate
+from deepres.checkpoints import load_model
+from deepres.train import load_recipe, resolve_config, train
+from deepres.train.schedule import learning_rate
 
 
 def run_cli(*args, **kwargs):

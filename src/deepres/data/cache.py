@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deepres.data.dataset import Stats
 from deepres.errors import DeepresError
-from deepres.files import atomic_write
+from deepres.runtime.files import atomic_write
 
 CACHE_ENV = "DEEPRES_CACHE"
 

@@ -9,7 +9,6 @@ before activation"), so the two collapse into one convolution with a bias.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -22,14 +21,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepres.checkpoints import (
+    ProgramModel,
+    load_model,
+    load_program,
+    resolve_weights,
+    save_program,
+)
+from deepres.deploy.inputs import check_images
 from deepres.errors import DeepresError
-from deepres.files import atomic_write
-from deepres.inference import fold_batchnorm
+from deepres.inference import Agreement, agreement, fold_batchnorm
+from deepres.runtime import atomic_write
 
 log = logging.getLogger(__name__)
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-program": ".pt2"}
-TOLERANCE = 1e-4
 DEFAULT_OPSET = 18
 MAX_BATCH = 65536
 CHECK_IMAGES = 8  # dynamic batch: one batch of 7 and one of 1
@@ -129,8 +135,6 @@ def write_export(
         files = {"deepres.json": info}
         atomic_write(path, lambda tmp: torch.jit.save(traced, str(tmp), _extra_files=files))
     else:
-        from deepres.deploy.program import save_program
-
         save_program(path, export_program(model, example, dynamic_batch), meta)
 
 
@@ -156,21 +160,19 @@ def load_runner(path: Path, fmt: str) -> Runner:
     if fmt == "torchscript":
         with quiet():
             return torch.jit.load(str(path), map_location="cpu").eval()
-    from deepres.deploy.program import load_program
-
     return load_program(path)[0]
 
 
-def compare(model: nn.Module, runner: Runner, images: torch.Tensor) -> float:
-    """Max |logit difference| between the exported runner and the PyTorch model."""
+def compare(model: nn.Module, runner: Runner, images: torch.Tensor) -> Agreement:
+    """How closely the exported runner's logits follow the PyTorch model's."""
     with torch.inference_mode():
-        return (runner(images).float() - model(images)).abs().max().item()
+        return agreement(model(images), runner(images))
 
 
 def verify_export(
     model: nn.Module, runner: Runner, images: torch.Tensor, dynamic_batch: bool
-) -> dict[str, float]:
-    """Max |logit difference| of the exported model against ``model``, by batch size.
+) -> dict[str, Agreement]:
+    """The exported model against ``model``, by batch size (see ``Agreement``).
     Static exports run image by image; dynamic ones on a batch of 7 and a batch of 1."""
     if dynamic_batch:
         if len(images) < CHECK_IMAGES:  # repeat the images to fill both batches
@@ -179,7 +181,8 @@ def verify_export(
             "batch 7": compare(model, runner, images[:7]),
             "batch 1": compare(model, runner, images[7:8]),
         }
-    return {"batch 1": max(compare(model, runner, images[i : i + 1]) for i in range(len(images)))}
+    singles = [compare(model, runner, images[i : i + 1]) for i in range(len(images))]
+    return {"batch 1": Agreement.worst(singles)}
 
 
 def default_out(weights: Path, fmt: str, fold_bn: bool) -> Path:
@@ -193,79 +196,65 @@ def check_out(out: Path, checkpoint: Path) -> None:
         raise DeepresError(f"--out {out} is the checkpoint itself: choose another file")
 
 
-def cmd_export(args: argparse.Namespace) -> None:
-    from deepres.deploy.inputs import check_images
-    from deepres.deploy.program import ProgramModel
-    from deepres.train.checkpoint import load_model, resolve_weights
-
-    if args.opset is not None:
-        if args.format != "onnx":
+def export_checkpoint(
+    checkpoint: str | Path,
+    fmt: str,
+    *,
+    out: str | Path | None = None,
+    fold_bn: bool = False,
+    dynamic_batch: bool = False,
+    opset: int | None = None,
+    images: list[str] | None = None,
+    data_root: str | None = None,
+) -> Path:
+    """``deepres export``: write ``checkpoint`` as ``fmt`` (see FORMATS), run the file in
+    its own runtime on real images, and remove it unless it matches PyTorch."""
+    if opset is not None:
+        if fmt != "onnx":
             raise DeepresError("--opset applies to --format onnx only")
-        check_opset(args.opset)
-    weights = resolve_weights(args.checkpoint)
-    out = Path(args.out) if args.out else default_out(weights, args.format, args.fold_bn)
+        check_opset(opset)
+    weights = resolve_weights(checkpoint)
+    out = Path(out) if out else default_out(weights, fmt, fold_bn)
     check_out(out, weights)
     model, meta = load_model(weights)
     if isinstance(model, ProgramModel):
         raise DeepresError(
-            f"{args.checkpoint} is already an exported program; export from the .safetensors "
+            f"{checkpoint} is already an exported program; export from the .safetensors "
             "checkpoint (run folder) instead"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    images, source = check_images(meta, CHECK_IMAGES, args.images, data_root=args.data_root)
+    images, source = check_images(meta, CHECK_IMAGES, images, data_root=data_root)
     target = model
-    if args.fold_bn:
+    if fold_bn:
         target = fold_batchnorm(model)
-        diff = compare(model, target, images)
-        print(f"folded BatchNorm into convolutions: max |logit difference| {diff:.2e}")
-        if diff > TOLERANCE:
+        folded = compare(model, target, images)
+        print(f"folded BatchNorm into convolutions: max |logit difference| {folded}")
+        if not folded.exact:
             raise DeepresError(
-                f"BatchNorm folding changed the logits by {diff:.2e} (> {TOLERANCE:g}); "
-                "export without --fold-bn"
+                f"BatchNorm folding changed the logits by {folded}; export without --fold-bn"
             )
     info = {
         **meta,
-        "format": args.format,
-        "fold_bn": args.fold_bn,
-        "dynamic_batch": args.dynamic_batch,
+        "format": fmt,
+        "fold_bn": fold_bn,
+        "dynamic_batch": dynamic_batch,
         "source": str(weights),
     }
     start = time.perf_counter()
-    export_model(target, out, args.format, info, args.dynamic_batch, args.opset or DEFAULT_OPSET)
+    export_model(target, out, fmt, info, dynamic_batch, opset or DEFAULT_OPSET)
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB, {time.perf_counter() - start:.1f} s)")
-    diffs = verify_export(model, load_runner(out, args.format), images, args.dynamic_batch)
-    worst = max(diffs.values())
-    detail = ", ".join(f"{diff:.2e} ({name})" for name, diff in diffs.items())
-    print(f"verified with {args.format} runtime on {source}: max |logit difference| {detail}")
-    if worst > TOLERANCE:
+    diffs = verify_export(model, load_runner(out, fmt), images, dynamic_batch)
+    detail = ", ".join(f"{diff} ({name})" for name, diff in diffs.items())
+    print(f"verified with {fmt} runtime on {source}: max |logit difference| {detail}")
+    if not all(diff.exact for diff in diffs.values()):
         out.unlink(missing_ok=True)
-        raise DeepresError(
-            f"the exported model differs from PyTorch by {worst:.2e} (> {TOLERANCE:g}); "
-            f"removed {out}. Try another --format or export without --fold-bn"
+        hint = (
+            "export without --fold-bn or try another --format"
+            if fold_bn
+            else "try another --format"
         )
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import add_checkpoint, existing_folder, existing_path, positive_int
-
-    ex = sub.add_parser(
-        "export",
-        help="ONNX / TorchScript / torch.export program, verified against PyTorch",
-    )
-    add_checkpoint(ex, "a run folder or a .safetensors file")
-    ex.add_argument("--format", required=True, choices=list(FORMATS))
-    ex.add_argument(
-        "--dynamic-batch", action="store_true", help="any batch size (default: batches of 1)"
-    )
-    ex.add_argument("--opset", type=positive_int, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    ex.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions")
-    ex.add_argument("--out", help="output file (default: next to the checkpoint)")
-    ex.add_argument(
-        "--images",
-        nargs="+",
-        type=existing_path,
-        help="image files or folders to verify on (default: the checkpoint's test split)",
-    )
-    ex.add_argument("--data-root", type=existing_folder, help="folder holding the named data sets")
-    ex.set_defaults(run=cmd_export)
+        raise DeepresError(
+            f"the exported model differs from PyTorch: {detail}; removed {out}. {hint}"
+        )
+    return out

@@ -12,40 +12,28 @@ Run eagerly, that graph computes int8 numerics with fp32 kernels (slower than fp
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from deepres.checkpoints import (
+    ProgramModel,
+    load_model,
+    load_program,
+    resolve_weights,
+    save_program,
+)
+from deepres.checkpoints.program import quiet_torchao
+from deepres.data import check_data
+from deepres.deploy.export import check_out, export_program
+from deepres.deploy.inputs import check_images
 from deepres.errors import DeepresError
+from deepres.runtime import has_vnni
 
 QUANTIZED = "int8-x86-pt2e"
-
-
-@contextlib.contextmanager
-def quiet_torchao() -> Iterator[None]:
-    """torchao's import logs a deprecation note of torch's pytree; hide it."""
-    logger = logging.getLogger("torch.utils._pytree")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def has_vnni() -> bool:
-    """True where the CPU multiplies int8 with VNNI (AVX512-VNNI, AVX-VNNI or AMX)."""
-    try:
-        return bool(torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # an older/newer torch without the probes: assume the safe answer
-        return False
 
 
 def quantize_model(
@@ -69,8 +57,6 @@ def quantize_model(
         raise DeepresError(
             "int8 quantization needs torchao: pip install 'deepres[deploy]' (or torchao)"
         ) from None
-    from deepres.deploy.export import export_program
-
     if len(calibration) < 2:
         raise DeepresError("calibrate on at least 2 images (--images)")
     example = calibration[:2]
@@ -107,33 +93,40 @@ def top1(model: nn.Module, images: torch.Tensor, batch_size: int = 250) -> torch
         return torch.cat([model(chunk).argmax(1) for chunk in images.split(batch_size)])
 
 
-def cmd_quantize(args: argparse.Namespace) -> None:
-    from deepres.data import check_data
-    from deepres.deploy.export import check_out
-    from deepres.deploy.inputs import check_images
-    from deepres.deploy.program import ProgramModel, load_program, save_program
-    from deepres.train.checkpoint import load_model, resolve_weights
-
-    if args.images < 2:
-        raise DeepresError(f"--images {args.images}: calibrate on at least 2 images")
-    check_data(args.calib_data, args.data_root)
-    weights = resolve_weights(args.checkpoint)
-    out = Path(args.out) if args.out else weights.with_name(weights.stem + ".int8.pt2")
+def quantize_checkpoint(
+    checkpoint: str | Path,
+    calib_data: str,
+    *,
+    images: int = 512,
+    out: str | Path | None = None,
+    data_root: str | None = None,
+    check: int = 500,
+    reduce_range: bool | None = None,
+    threads: int | None = None,
+) -> Path:
+    """``deepres quantize``: an int8 program of ``checkpoint`` calibrated on ``images``
+    training images of ``calib_data``, saved as a ``.pt2`` file; ``check`` test images
+    compare it with fp32 (0: skip)."""
+    if images < 2:
+        raise DeepresError(f"--images {images}: calibrate on at least 2 images")
+    check_data(calib_data, data_root)
+    weights = resolve_weights(checkpoint)
+    out = Path(out) if out else weights.with_name(weights.stem + ".int8.pt2")
     check_out(out, weights)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     model, meta = load_model(weights)
     if isinstance(model, ProgramModel):
-        raise DeepresError(f"{args.checkpoint} is already a program; quantize the checkpoint")
+        raise DeepresError(f"{checkpoint} is already a program; quantize the checkpoint")
     calibration, source = check_images(
         meta,
-        args.images,
-        data=args.calib_data,
+        images,
+        data=calib_data,
         split="train",
-        data_root=args.data_root,
+        data_root=data_root,
         allow_random=False,
     )
-    reduce_range = not has_vnni() if args.reduce_range is None else args.reduce_range
+    reduce_range = not has_vnni() if reduce_range is None else reduce_range
     bits = "7-bit activations (no VNNI)" if reduce_range else "8-bit activations"
     print(f"calibrating on {source}; int8 weights, {bits}")
     start = time.perf_counter()
@@ -141,7 +134,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     info: dict[str, Any] = {
         **meta,
         "quantized": QUANTIZED,
-        "calibration": {"data": args.calib_data, "images": len(calibration)},
+        "calibration": {"data": calib_data, "images": len(calibration)},
         "reduce_range": reduce_range,
         "source": str(weights),
     }
@@ -149,9 +142,9 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     save_program(out, program, info)
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB, {time.perf_counter() - start:.1f} s)")
-    if args.check > 0:
+    if check > 0:
         quantized, _ = load_program(out)
-        images, where = check_images(meta, args.check, data_root=args.data_root)
+        images, where = check_images(meta, check, data_root=data_root)
         agree = (top1(quantized, images) == top1(model, images)).float().mean().item()
         with torch.inference_mode():
             diff = (quantized(images[:64]) - model(images[:64])).abs().max().item()
@@ -159,40 +152,4 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             f"int8 vs fp32 on {where}: same top-1 class for {100 * agree:.1f}%, "
             f"max |logit difference| {diff:.3f}"
         )
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import (
-        add_checkpoint,
-        existing_folder,
-        non_negative_int,
-        positive_int,
-    )
-
-    q = sub.add_parser("quantize", help="int8 post-training quantization for x86 CPUs")
-    add_checkpoint(q, "a run folder or a .safetensors file")
-    q.add_argument(
-        "--calib-data",
-        required=True,
-        help="data set name or folder whose train split calibrates (e.g. cifar10-jpeg)",
-    )
-    q.add_argument(
-        "--images", type=positive_int, default=512, help="calibration images (default 512)"
-    )
-    q.add_argument("--out", help="output .pt2 file (default: CHECKPOINT.int8.pt2)")
-    q.add_argument("--data-root", type=existing_folder, help="folder holding the named data sets")
-    q.add_argument(
-        "--check",
-        type=non_negative_int,
-        default=500,
-        help="compare int8 and fp32 top-1 on this many test images (0: skip; default 500)",
-    )
-    q.add_argument(
-        "--reduce-range",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="7-bit activations, needed for accuracy on CPUs without VNNI "
-        "(default: on unless this CPU has VNNI)",
-    )
-    q.add_argument("--threads", type=positive_int, help="CPU threads")
-    q.set_defaults(run=cmd_quantize)
+    return out

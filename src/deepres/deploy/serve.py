@@ -14,17 +14,16 @@ Served by waitress (a multi-threaded WSGI server), on 127.0.0.1 unless told othe
 
 from __future__ import annotations
 
-import argparse
 import time
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepres.errors import DeepresError
+from deepres.inference import Predictor
 
 if TYPE_CHECKING:
     from flask import Flask
-
-    from deepres.inference import Predictor
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 TOP_K = 5
@@ -104,47 +103,33 @@ def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES) -> Flask
     return app
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def serve(
+    checkpoint: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int = 4,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+) -> None:
+    """``deepres serve``: the web page and JSON API on ``host:port`` until interrupted."""
     from waitress.server import create_server
 
-    from deepres.inference import Predictor
-
-    predictor = Predictor(args.checkpoint)
-    app = create_app(predictor, int(args.max_mb * 2**20))
+    predictor = Predictor(checkpoint)
+    app = create_app(predictor, max_bytes)
     try:
-        server = create_server(app, host=args.host, port=args.port, threads=args.threads)
+        server = create_server(app, host=host, port=port, threads=threads)
     except OSError as err:
         raise DeepresError(
-            f"cannot listen on {args.host}:{args.port}: {err.strerror}; choose another --port"
+            f"cannot listen on {host}:{port}: {err.strerror}; choose another --port"
         ) from None
-    host = args.host if ":" not in args.host else f"[{args.host}]"
+    shown = host if ":" not in host else f"[{host}]"
     print(
         f"serving {predictor.meta.get('model')} ({len(predictor.classes)} classes) on "
-        f"http://{host}:{server.effective_port}/  (Ctrl+C to stop)",
+        f"http://{shown}:{server.effective_port}/  (Ctrl+C to stop)",
         flush=True,
     )
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"note: listening on {args.host}, reachable from other machines", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: listening on {host}, reachable from other machines", flush=True)
     try:
         server.run()
     finally:
         server.close()
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from deepres.cli import add_checkpoint, port_number, positive_float, positive_int
-
-    sv = sub.add_parser("serve", help="a web page and JSON API that classify uploaded images")
-    add_checkpoint(sv)
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sv.add_argument(
-        "--port", type=port_number, default=8000, help="port (default 8000; 0: any free)"
-    )
-    sv.add_argument("--threads", type=positive_int, default=4, help="request threads (4)")
-    sv.add_argument(
-        "--max-mb",
-        type=positive_float,
-        default=MAX_UPLOAD_BYTES / 2**20,
-        help="upload limit (10 MB)",
-    )
-    sv.set_defaults(run=cmd_serve)

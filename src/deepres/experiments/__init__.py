@@ -5,17 +5,26 @@
 
 Each experiment trains its runs (resumably: finished runs are kept, interrupted ones
 resumed), then writes ``report.md`` and PNG figures from the runs' metrics files.
+
+- ``settings``: ``ExperimentOptions`` (what a caller chooses) and ``Settings`` (those
+  options with the budget's defaults filled in; the training config of each run).
+- ``budgets``: the budgets (tiny, small, paper) as data.
+- ``runs``: training the runs, keeping finished ones and resuming interrupted ones.
+- ``reports``: reading the runs' results; markdown tables and ``report.md``.
+- ``model_names``: CIFAR network names (``plain20``, ``resnet56``) and their paper spelling.
+- ``degradation``, ``cifar_table``, ``layer_responses``, ``shortcuts``: one experiment
+  each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from deepres.errors import DeepresError
 from deepres.experiments.budgets import BUDGETS, get_budget
-from deepres.experiments.common import Settings
-from deepres.train.runlock import RunLock
+from deepres.experiments.settings import ExperimentOptions, Settings, experiment_options
+from deepres.runtime.runlock import RunLock
 
 EXPERIMENTS = {
     "degradation": "paper Fig. 1 and Fig. 6: plain nets vs ResNets of growing depth",
@@ -25,45 +34,40 @@ EXPERIMENTS = {
 }
 
 
-def run_experiment(
-    name: str,
-    *,
-    out: str | Path | None = None,
-    data: str | None = None,
-    data_root: str | None = None,
-    budget: str = "small",
-    depths: Sequence[int] | None = None,
-    seeds: int | None = None,
-    source: str | Path | None = None,
-    threads: int | None = None,
-    device: str | None = None,
-    progress: str | None = None,
-) -> Path:
-    """Run (or finish) experiment ``name``; returns the path of its report.md."""
-    from deepres.experiments import cifar_table, degradation, layer_responses, shortcuts
+def run_experiment(name: str, options: ExperimentOptions | None = None, **fields: Any) -> Path:
+    """Run (or finish) experiment ``name``; returns the path of its report.md.
 
+    The options come as an ``ExperimentOptions``, or as its fields by keyword:
+    ``run_experiment("degradation", budget="tiny", out="runs/deg")``."""
+    from deepres.experiments import (
+        cifar_table,
+        degradation,
+        layer_responses,
+        shortcuts,
+    )
+
+    options = experiment_options(options, **fields)
     if name not in EXPERIMENTS:
         raise DeepresError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
-    if source is not None and name != "layer-responses":
+    if options.source is not None and name != "layer-responses":
         raise DeepresError("--from is for the layer-responses experiment only")
-    settings = Settings.create(
-        name,
-        out=out,
-        data=data,
-        data_root=data_root,
-        budget=budget,
-        depths=depths,
-        seeds=seeds,
-        source=source,
-        threads=threads,
-        device=device,
-        progress=progress,
-    )
+    settings = Settings.create(name, options)
     with RunLock(settings.out):  # one experiment per folder (each run also locks its own)
         if name == "layer-responses":
-            return layer_responses.run(settings, explicit_depths=bool(depths))
-        module = {"degradation": degradation, "cifar-table": cifar_table, "shortcuts": shortcuts}
+            return layer_responses.run(settings, explicit_depths=bool(options.depths))
+        module = {
+            "degradation": degradation,
+            "cifar-table": cifar_table,
+            "shortcuts": shortcuts,
+        }
         return module[name].run(settings)
 
 
-__all__ = ["BUDGETS", "EXPERIMENTS", "Settings", "get_budget", "run_experiment"]
+__all__ = [
+    "BUDGETS",
+    "EXPERIMENTS",
+    "ExperimentOptions",
+    "Settings",
+    "get_budget",
+    "run_experiment",
+]

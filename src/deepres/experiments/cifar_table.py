@@ -9,17 +9,18 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from deepres.experiments.common import (
+from deepres.experiments.model_names import model_name
+from deepres.experiments.reports import (
     RunResult,
-    Settings,
+    count,
     describe_training,
     markdown_table,
-    model_name,
     pct,
     read_run,
-    run_all,
     write_report,
 )
+from deepres.experiments.runs import run_all
+from deepres.experiments.settings import Settings
 from deepres.plots import DEPTH_COLORS, Line, Panel, curve_panel, plot_panels
 from deepres.train import TrainConfig
 
@@ -69,6 +70,45 @@ def report(settings: Settings) -> Path:
         for depth in settings.depths
     }
     iterations = max(r.iterations for rs in results.values() for r in rs)
+    lines = [
+        title(settings, iterations),
+        "",
+        describe_training(settings, configs(settings)[0]),
+        "",
+        results_table(results, settings.seeds),
+        "",
+        "The two right-hand columns are the paper's published figures (Table 6), not "
+        "measured here; ResNet-110's is the best of 5 runs (mean ± std 6.61 ± 0.16%).",
+        *caveats(settings, iterations),
+        "",
+        f"![test error curves and test error by depth]({FIGURE})",
+    ]
+    plot_table(results, settings)
+    return write_report(settings, "\n".join(lines))
+
+
+def title(settings: Settings, iterations: int) -> str:
+    """The report's heading, which says when the schedule is shorter than the paper's."""
+    text = "# CIFAR-10 test error of ResNets (He et al. 2016, Table 6)"
+    if iterations < PAPER_ITERS:
+        text += (
+            f": shortened schedule ({iterations:,} iterations instead of the paper's "
+            f"{PAPER_ITERS:,}; budget `{settings.budget}`)"
+        )
+    return text
+
+
+def results_table(results: dict[int, list[RunResult]], seeds: int) -> str:
+    """One row per depth: our test error over the seeds beside the paper's published one."""
+    header = [
+        "net",
+        "params (ours)",
+        f"test error (ours, final; mean ± std over {seeds} seed(s))",
+        "best seed",
+        "runs",
+        "params (paper, published)",
+        "test error (paper, published)",
+    ]
     rows = []
     for depth, runs in results.items():
         errors = [r.final_test_error for r in runs if r.final_test_error is not None]
@@ -76,7 +116,7 @@ def report(settings: Settings) -> Path:
         rows.append(
             [
                 runs[0].label,
-                f"{runs[0].params:,}" if runs[0].params is not None else "n/a",
+                count(runs[0].params),
                 mean_std(errors) if errors else "n/a",
                 pct(min(errors)) if errors else "n/a",
                 len(runs),
@@ -84,35 +124,13 @@ def report(settings: Settings) -> Path:
                 f"{paper[1]:.2f}%" if paper else "—",
             ]
         )
-    shortened = iterations < PAPER_ITERS
-    title = "# CIFAR-10 test error of ResNets (He et al. 2016, Table 6)"
-    if shortened:
-        title += (
-            f": shortened schedule ({iterations:,} iterations instead of the paper's "
-            f"{PAPER_ITERS:,}; budget `{settings.budget}`)"
-        )
-    lines = [
-        title,
-        "",
-        describe_training(settings, configs(settings)[0]),
-        "",
-        markdown_table(
-            [
-                "net",
-                "params (ours)",
-                f"test error (ours, final; mean ± std over {settings.seeds} seed(s))",
-                "best seed",
-                "runs",
-                "params (paper, published)",
-                "test error (paper, published)",
-            ],
-            rows,
-        ),
-        "",
-        "The two right-hand columns are the paper's published figures (Table 6), not "
-        "measured here; ResNet-110's is the best of 5 runs (mean ± std 6.61 ± 0.16%).",
-    ]
-    if shortened:
+    return markdown_table(header, rows)
+
+
+def caveats(settings: Settings, iterations: int) -> list[str]:
+    """Why our errors may run above the paper's: a shorter schedule, lossy JPEG test images."""
+    lines = []
+    if iterations < PAPER_ITERS:
         lines.append(
             "With this shortened schedule the errors are far above the paper's: compare the "
             "ordering across depths, not the values."
@@ -122,9 +140,7 @@ def report(settings: Settings) -> Path:
             f"`{settings.data}` is a lossy JPEG copy of CIFAR-10: models tested on it lose "
             "several points against the official files, so its errors run higher."
         )
-    lines += ["", f"![test error curves and test error by depth]({FIGURE})"]
-    plot_table(results, settings)
-    return write_report(settings, "\n".join(lines))
+    return lines
 
 
 def plot_table(results: dict[int, list[RunResult]], settings: Settings) -> Path:

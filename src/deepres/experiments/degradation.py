@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepres.experiments.common import (
+from deepres.experiments.model_names import display_name, model_name
+from deepres.experiments.reports import (
     RunResult,
-    Settings,
+    count,
     describe_training,
-    display_name,
     markdown_table,
-    model_name,
     pct,
     read_run,
-    run_all,
     write_report,
 )
+from deepres.experiments.runs import run_all
+from deepres.experiments.settings import Settings
 from deepres.plots import DEPTH_COLORS, Line, Panel, curve_panel, plot_panels
 from deepres.train import TrainConfig
 
@@ -69,6 +69,78 @@ def report(settings: Settings) -> Path:
         for kind in KINDS
     }
     everything = [r for rs in results.values() for r in rs]
+    plot_figures(results, settings)
+    lines = [
+        "# Degradation: plain networks vs ResNets (He et al. 2016, Fig. 1 and Fig. 6)",
+        "",
+        describe_training(settings, configs(settings)[0]),
+        "",
+        "Training error is the running error over each epoch's training batches (with "
+        "augmentation), as logged in `metrics.jsonl`; test error is measured after each epoch.",
+        "",
+        results_table(everything),
+        "",
+        "## Outcome",
+        "",
+        *outcomes(results),
+        "",
+        "The paper (Fig. 6, CIFAR-10, 64k iterations) finds deeper plain nets with higher "
+        "training error and deeper ResNets with lower.",
+        "",
+        f"![plain networks]({FIGURES['plain']})",
+        "",
+        f"![ResNets]({FIGURES['resnet']})",
+        "",
+        f"![Fig. 1: plain networks, training and test error]({FIG1})",
+        "",
+        "Run folders: " + ", ".join(f"`{r.run.name}`" for r in everything),
+    ]
+    return write_report(settings, "\n".join(lines))
+
+
+def results_table(results: list[RunResult]) -> str:
+    """One row per run: parameters, iterations, training and test errors, training time."""
+    header = [
+        "net",
+        "params",
+        "iterations",
+        "final train err",
+        "best train err",
+        "final test err",
+        "best test err",
+        "train time (min)",
+    ]
+    rows = [
+        [
+            r.label,
+            count(r.params),
+            r.iterations,
+            pct(r.final_train_error),
+            pct(r.best_train_error),
+            pct(r.final_test_error),
+            pct(r.best_test_error),
+            f"{r.train_time_s / 60:.1f}",
+        ]
+        for r in results
+    ]
+    return markdown_table(header, rows)
+
+
+def outcomes(results: dict[str, list[RunResult]]) -> list[str]:
+    """The paper's three findings, each shown or not by the shallowest and deepest runs."""
+    plain, res = results["plain"], results["resnet"]
+    if len(plain) < 2:
+        return ["- Only one depth was trained: no depth comparison."]
+    return [
+        "- " + outcome(plain[-1], plain[0], False, "degradation of the deeper plain net"),
+        "- " + outcome(res[-1], res[0], True, "the deeper ResNet training better"),
+        "- " + outcome(res[-1], plain[-1], True, "the ResNet beating the plain net"),
+    ]
+
+
+def plot_figures(results: dict[str, list[RunResult]], settings: Settings) -> None:
+    """The plain and the ResNet curves (Fig. 6) and Fig. 1, all on the same error scale."""
+    everything = [r for rs in results.values() for r in rs]
     top = max(
         100 * max(row.get(key, 0.0) for row in r.rows for key in ("train_error", "test_error"))
         for r in everything
@@ -83,69 +155,6 @@ def report(settings: Settings) -> Path:
         panel.ylim = ylim
         plot_panels([panel], settings.out / FIGURES[kind])
     plot_fig1(results["plain"], settings, ylim)
-
-    rows = [
-        [
-            r.label,
-            f"{r.params:,}" if r.params is not None else "n/a",
-            r.iterations,
-            pct(r.final_train_error),
-            pct(r.best_train_error),
-            pct(r.final_test_error),
-            pct(r.best_test_error),
-            f"{r.train_time_s / 60:.1f}",
-        ]
-        for r in everything
-    ]
-    cfg = configs(settings)[0]
-    lines = [
-        "# Degradation: plain networks vs ResNets (He et al. 2016, Fig. 1 and Fig. 6)",
-        "",
-        describe_training(settings, cfg),
-        "",
-        "Training error is the running error over each epoch's training batches (with "
-        "augmentation), as logged in `metrics.jsonl`; test error is measured after each epoch.",
-        "",
-        markdown_table(
-            [
-                "net",
-                "params",
-                "iterations",
-                "final train err",
-                "best train err",
-                "final test err",
-                "best test err",
-                "train time (min)",
-            ],
-            rows,
-        ),
-        "",
-        "## Outcome",
-        "",
-    ]
-    if len(settings.depths) >= 2:
-        plain, res = results["plain"], results["resnet"]
-        lines += [
-            "- " + outcome(plain[-1], plain[0], False, "degradation of the deeper plain net"),
-            "- " + outcome(res[-1], res[0], True, "the deeper ResNet training better"),
-            "- " + outcome(res[-1], plain[-1], True, "the ResNet beating the plain net"),
-        ]
-    else:
-        lines.append("- Only one depth was trained: no depth comparison.")
-    lines += [
-        "",
-        "The paper (Fig. 6, CIFAR-10, 64k iterations) finds deeper plain nets with higher "
-        "training error and deeper ResNets with lower.",
-        "",
-        f"![plain networks]({FIGURES['plain']})",
-        "",
-        f"![ResNets]({FIGURES['resnet']})",
-        "",
-        f"![Fig. 1: plain networks, training and test error]({FIG1})",
-        "",
-        "Run folders: " + ", ".join(f"`{r.run.name}`" for r in everything),
-    ]
-    return write_report(settings, "\n".join(lines))
 
 
 def plot_fig1(plain: list[RunResult], settings: Settings, ylim: tuple[float, float]) -> Path:

@@ -18,22 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from deepres.checkpoints import MODEL_FILE, load_model
 from deepres.data import load_split, normalize
 from deepres.errors import DeepresError
 from deepres.experiments import degradation
-from deepres.experiments.common import (
-    MODEL_NAME,
-    Settings,
-    display_name,
-    is_finished,
-    markdown_table,
-    parse_model,
-    run_all,
-    write_report,
-)
+from deepres.experiments.model_names import MODEL_NAME, display_name, parse_model
+from deepres.experiments.reports import markdown_table, write_report
+from deepres.experiments.runs import is_finished, run_all
+from deepres.experiments.settings import Settings
 from deepres.models import BasicBlock
 from deepres.plots import DEPTH_COLORS, plot_layer_responses
-from deepres.train.checkpoint import MODEL_FILE, load_model
 
 FIGURE = "layer-responses.png"
 DATA_FILE = "responses.json"

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepres.experiments.common import (
-    Settings,
+from deepres.experiments.model_names import model_name
+from deepres.experiments.reports import (
+    RunResult,
+    count,
     describe_training,
     markdown_table,
-    model_name,
     pct,
     read_run,
-    run_all,
     write_report,
 )
-from deepres.plots import DEPTH_COLORS, curve_panel, plot_panels
+from deepres.experiments.runs import run_all
+from deepres.experiments.settings import Settings
+from deepres.plots import DEPTH_COLORS, Panel, curve_panel, plot_panels
 from deepres.train import TrainConfig
 
 OPTIONS = ("A", "B", "C")
@@ -49,31 +51,11 @@ def run(settings: Settings) -> Path:
 
 def report(settings: Settings) -> Path:
     """report.md and the figure, from the runs' metrics files."""
-    rows, panels = [], []
-    for depth in settings.depths:
-        results = {option: read_run(settings.out / run_name(depth, option)) for option in OPTIONS}
-        for option, r in results.items():
-            rows.append(
-                [
-                    r.label,
-                    option,
-                    f"{r.params:,}" if r.params is not None else "n/a",
-                    pct(r.final_test_error),
-                    pct(r.best_test_error),
-                    pct(r.final_train_error),
-                    f"{PAPER_TABLE3[option]:.2f}%",
-                ]
-            )
-        panels.append(
-            curve_panel(
-                {f"{r.label} {option}": r.rows for option, r in results.items()},
-                title=f"ResNet-{depth}: shortcut options",
-                colors={
-                    f"{r.label} {o}": DEPTH_COLORS[i] for i, (o, r) in enumerate(results.items())
-                },
-            )
-        )
-    plot_panels(panels, settings.out / FIGURE)
+    results = {
+        depth: {option: read_run(settings.out / run_name(depth, option)) for option in OPTIONS}
+        for depth in settings.depths
+    }
+    plot_panels([curves(depth, runs) for depth, runs in results.items()], settings.out / FIGURE)
     lines = [
         "# Identity vs projection shortcuts on CIFAR (He et al. 2016, Table 3)",
         "",
@@ -82,18 +64,7 @@ def report(settings: Settings) -> Path:
         "",
         describe_training(settings, configs(settings)[0]),
         "",
-        markdown_table(
-            [
-                "net",
-                "shortcut",
-                "params",
-                "final test err",
-                "best test err",
-                "final train err",
-                "paper (published, ImageNet ResNet-34 top-1, 10-crop)",
-            ],
-            rows,
-        ),
+        results_table(results),
         "",
         "The last column is the paper's published Table 3 (ImageNet, not CIFAR), for the "
         "ordering only; it was not measured here.",
@@ -101,3 +72,39 @@ def report(settings: Settings) -> Path:
         f"![training curves]({FIGURE})",
     ]
     return write_report(settings, "\n".join(lines))
+
+
+def results_table(results: dict[int, dict[str, RunResult]]) -> str:
+    """One row per run: parameters and errors beside the paper's published error."""
+    header = [
+        "net",
+        "shortcut",
+        "params",
+        "final test err",
+        "best test err",
+        "final train err",
+        "paper (published, ImageNet ResNet-34 top-1, 10-crop)",
+    ]
+    rows = [
+        [
+            r.label,
+            option,
+            count(r.params),
+            pct(r.final_test_error),
+            pct(r.best_test_error),
+            pct(r.final_train_error),
+            f"{PAPER_TABLE3[option]:.2f}%",
+        ]
+        for runs in results.values()
+        for option, r in runs.items()
+    ]
+    return markdown_table(header, rows)
+
+
+def curves(depth: int, runs: dict[str, RunResult]) -> Panel:
+    """The training curves of one depth's ResNet with each shortcut option."""
+    return curve_panel(
+        {f"{r.label} {option}": r.rows for option, r in runs.items()},
+        title=f"ResNet-{depth}: shortcut options",
+        colors={f"{r.label} {o}": DEPTH_COLORS[i] for i, (o, r) in enumerate(runs.items())},
+    )

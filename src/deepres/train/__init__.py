@@ -1,6 +1,5 @@
-"""Training, evaluation and checkpoints."""
+"""Training: configurations and recipes, the loop, batches, evaluation, torch.distributed."""
 
-from deepres.train.checkpoint import load_model
 from deepres.train.config import TrainConfig, list_recipes, load_recipe, resolve_config
 from deepres.train.evaluate import EvalResult, evaluate
 from deepres.train.loop import read_metrics, train
@@ -10,7 +9,6 @@ __all__ = [
     "TrainConfig",
     "evaluate",
     "list_recipes",
-    "load_model",
     "load_recipe",
     "read_metrics",
     "resolve_config",

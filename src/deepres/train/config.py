@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from deepres.errors import DeepresError
@@ -155,4 +156,40 @@ def resolve_config(recipe: str | None = None, **options: Any) -> TrainConfig:
     unknown = set(values) - names
     if unknown:
         raise DeepresError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    return TrainConfig(**values).validate()
+
+
+# Options that may differ between a run's first start and its resumption: where and how it
+# runs, never what it computes.
+RESUME_OVERRIDABLE = frozenset(
+    {"data_root", "threads", "device", "progress", "workers", "grad_checkpointing", "description"}
+)
+
+
+def resume_conflicts(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The options in ``wanted`` that differ from a run's ``saved`` configuration and may
+    not change on resume (see ``RESUME_OVERRIDABLE``)."""
+    return [
+        key
+        for key, value in wanted.items()
+        if key not in RESUME_OVERRIDABLE and value != saved.get(key)
+    ]
+
+
+def resume_config(run: str | Path, options: dict[str, Any]) -> TrainConfig:
+    """The saved configuration of ``run`` with ``options`` applied, refusing options that
+    would change what the run computes."""
+    saved_file = Path(run) / "config.json"
+    if not saved_file.is_file():
+        raise DeepresError(
+            f"nothing to resume in {run}: it has no config.json (a run stopped "
+            "before it wrote one: start it again with its original command)"
+        )
+    values = json.loads(saved_file.read_text())
+    for key in resume_conflicts(values, options):
+        raise DeepresError(
+            f"--{key.replace('_', '-')} {options[key]} differs from the run's {values.get(key)}"
+            f" (in {saved_file}); resume with the run's own settings or start a new run"
+        )
+    values.update(options, out=str(run))
     return TrainConfig(**values).validate()

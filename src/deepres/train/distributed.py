@@ -306,6 +306,6 @@ def claim_run(out: Path) -> None:
     ident = job_id()
     if ident is None:
         return
-    from deepres.files import atomic_write
+    from deepres.runtime.files import atomic_write
 
     atomic_write(out / JOB_FILE, f"{ident}\n".encode())

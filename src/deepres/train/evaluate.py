@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
+
+from deepres.checkpoints import load_model, resolve_weights
+from deepres.data import BatchLoader, TensorData, check_data, load_split, resolve
+from deepres.errors import DeepresError
+from deepres.plots import plot_confusion
+from deepres.train.batches import FolderBatches, default_workers
 
 
 @dataclass
@@ -109,3 +119,101 @@ def evaluate(
     finally:
         model.train(was_training)
     return acc
+
+
+@dataclass
+class CheckpointEval:
+    """``evaluate_checkpoint``'s answer: the result, and what was evaluated on what."""
+
+    result: EvalResult
+    meta: dict[str, Any]  # the checkpoint's metadata (model, classes, mean, std, ...)
+    weights: Path  # the file evaluated
+    data: str
+    split: str
+    ten_crop: bool
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    data_root: str | None = None,
+    subset: int | None = None,
+    batch_size: int = 250,
+    ten_crop: bool = False,
+) -> CheckpointEval:
+    """Evaluate a saved model on a split of ``data`` (default: the data set it was trained
+    on), as ``deepres eval`` does; ``ten_crop`` is the paper's 10-crop testing (§3.4)."""
+    if data:
+        check_data(data, data_root, split)
+    model, meta = load_model(checkpoint)
+    data_name = data or meta.get("data")
+    if not data_name:
+        raise DeepresError(f"{checkpoint} names no data set: give --data NAME or a folder")
+    if ten_crop:
+        source = resolve(data_name, data_root)
+        if source.kind != "folder" or source.in_memory:
+            raise DeepresError(
+                f"--ten-crop is for image folders of large images; {data_name} has small "
+                "images held in memory: drop --ten-crop"
+            )
+    images = load_split(
+        data_name,
+        split,
+        data_root,
+        subset=subset,
+        image_size=meta.get("input_size", 224),
+        ten_crop=ten_crop,
+        stats=(meta["mean"], meta["std"]),
+    )
+    if list(images.classes) != list(meta["classes"]):
+        raise DeepresError(
+            f"{data_name} has classes {images.classes[:5]}..., the checkpoint "
+            f"{meta['classes'][:5]}...: evaluate on the data it was trained for"
+        )
+    result = evaluate(model, eval_batches(images, batch_size, meta), len(meta["classes"]))
+    weights = resolve_weights(checkpoint)
+    return CheckpointEval(result.result(), meta, weights, data_name, split, ten_crop)
+
+
+def eval_batches(
+    images: TensorData | Dataset, batch_size: int, meta: dict[str, Any]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of a split in order: in-memory tensors, or a folder read by workers."""
+    if isinstance(images, TensorData):
+        loader = BatchLoader(images, batch_size, mean=meta["mean"], std=meta["std"], shuffle=False)
+        return loader.iter_epoch(0)
+    batches = FolderBatches(
+        images,
+        batch_size,
+        shuffle=False,
+        drop_last=False,
+        seed=0,
+        rank=0,
+        world_size=1,
+        workers=default_workers(1),
+    )
+    return batches.iter_epoch(0)
+
+
+def save_eval_report(evaluation: CheckpointEval, out: Path) -> tuple[Path, Path]:
+    """``confusion.png`` and ``eval.json`` in ``out``; returns their paths."""
+    result, meta, classes = evaluation.result, evaluation.meta, evaluation.meta["classes"]
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_confusion(
+        result.confusion,
+        classes,
+        out / "confusion.png",
+        f"{meta['model']} on {evaluation.data}: top-1 {100 * result.top1:.2f}%",
+    )
+    report = {
+        "checkpoint": str(evaluation.weights),
+        "data": evaluation.data,
+        "split": evaluation.split,
+        **result.as_dict(),
+        "count": result.count,
+        "per_class": dict(zip(classes, result.per_class.tolist(), strict=True)),
+        "confusion": result.confusion.tolist(),
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    return png, out / "eval.json"

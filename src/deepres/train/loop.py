@@ -4,143 +4,136 @@
 sets the learning rate, runs forward/backward/update, and at the end of every epoch
 evaluates, writes metrics and a checkpoint. ``train(cfg, resume=True)`` continues a run
 from its last checkpoint and ends with bitwise the same weights as an uninterrupted run.
+
+The steps are named functions below; what they use lives next door: ``run`` (the run's
+objects and state, checkpoints), ``schedule`` (the learning rate), ``checks`` (NaN/Inf
+stops, ``--detect-anomaly``), ``metrics`` (rows, files, summary) and ``batches`` (data).
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
+import contextlib
 import json
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from deepres.checkpoints import STATE_FILE, unwrap
 from deepres.errors import DeepresError
-from deepres.faults import fault_point, poison
-from deepres.files import atomic_write, remove_stale_temporaries
 from deepres.models import create_model, load_pretrained
+from deepres.runtime import RunLock, atomic_write, fault_point, poison, remove_stale_temporaries
 from deepres.train import distributed as dist
-from deepres.train.checkpoint import (
-    BEST_FILE,
-    MODEL_FILE,
-    STATE_FILE,
-    load_state,
-    save_state,
-    save_weights,
-    unwrap,
-)
+from deepres.train.batches import build_data
+from deepres.train.checks import backward, check_finite, check_gradients, watch_outputs
 from deepres.train.config import TrainConfig
-from deepres.train.data import TrainData, build_data
-from deepres.train.evaluate import evaluate
-from deepres.train.progress import Progress
-from deepres.train.runlock import RunLock
+from deepres.train.evaluate import EvalResult, evaluate
+from deepres.train.metrics import (
+    format_row,
+    format_summary,
+    log_scalars,
+    read_metrics,
+    summarize,
+    tensorboard_writer,
+    write_metrics,
+)
+from deepres.train.run import (
+    Run,
+    create_run_folder,
+    load_checkpoint,
+    model_args,
+    run_meta,
+    save_checkpoint,
+)
+from deepres.train.schedule import learning_rate, lr_scale
 
-CONFIG_FILE = "config.json"
-
-
-def lr_scale(cfg: TrainConfig) -> float:
-    """The linear scaling rule of Goyal et al. (2017), opt-in with ``--scale-lr REF``: the
-    learning rate is multiplied by global batch / REF (1 when off)."""
-    return cfg.batch_size / cfg.lr_scale_batch if cfg.lr_scale_batch else 1.0
-
-
-def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
-    """The learning rate at ``step`` of ``total``: a pure function, so resuming needs no
-    scheduler state."""
-    peak = cfg.lr * lr_scale(cfg)
-    warmup = int(cfg.warmup * (total if cfg.schedule == "onecycle" else steps_per_epoch))
-    if cfg.schedule == "onecycle":  # linear up from lr/25 to lr, then linear down to 0
-        if step < warmup:
-            return peak * (0.04 + 0.96 * step / warmup)
-        return peak * max(0.0, (total - step) / max(total - warmup, 1))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    if cfg.schedule == "step":  # divide by 10 at each milestone (fractions of training)
-        passed = sum(step >= round(m * total) for m in cfg.milestones)
-        return peak * cfg.gamma**passed
-    if cfg.schedule == "cosine":
-        t = (step - warmup) / max(total - warmup, 1)
-        return peak * 0.5 * (1 + math.cos(math.pi * t))
-    return peak
-
-
-def autocast_dtype(amp: str, device_type: str) -> torch.dtype | None:
-    """The autocast dtype for ``--amp``; ``auto`` means bf16 where the hardware has it
-    (emulated bf16 on an AVX2-only CPU is ten times slower than fp32)."""
-    if amp == "auto":
-        native = (
-            torch.cuda.is_bf16_supported()
-            if device_type == "cuda"
-            else torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        )
-        return torch.bfloat16 if native else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-
-
-def model_args(cfg: TrainConfig, data: TrainData) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "num_classes": cfg.num_classes or len(data.classes),
-        "in_chans": data.in_chans,
-    }
-    if cfg.shortcut:
-        args["shortcut"] = cfg.shortcut
-    if cfg.zero_init_residual:
-        args["zero_init_residual"] = True
-    return args
-
-
-def _depth(name: str) -> int:
-    digits = "".join(c for c in name if c.isdigit())
-    return int(digits) if digits else 0
+__all__ = ["learning_rate", "lr_scale", "read_metrics", "train"]
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the summary (also printed and saved in the run folder)."""
     ctx = dist.setup(cfg.device, cfg.threads)
     out = Path(cfg.out)
-    lock = RunLock(out) if ctx.is_main else None
-    if lock is not None:
-        remove_stale_temporaries(out)
     try:
-        return _train(cfg, resume, ctx, out)
+        with lock_run_folder(out, ctx):
+            resume = dist.broadcast(should_resume(out, resume) if ctx.is_main else resume, ctx)
+            run = set_up(cfg, ctx, out, pretrained=not resume)
+            if resume:
+                load_checkpoint(run)
+            else:
+                create_run_folder(run)
+            start(run)
+            with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
+                while not run.finished:
+                    seconds, images = train_epoch(run)
+                    row = epoch_row(run, seconds, images)
+                    best = evaluate_if_due(run, row)
+                    record_epoch(run, row)
+                    save_checkpoint(run, best=best)
+            return finish(run)
     finally:
-        if lock is not None:
-            lock.release()
         dist.teardown(ctx)
 
 
-def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict[str, Any]:
-    if ctx.is_main:  # only rank 0 looks at the run folder (other machines may not see it)
-        restarted = not resume and dist.restarted_run(out) and (out / STATE_FILE).exists()
-        if not resume and not restarted and (out / STATE_FILE).exists():
-            raise DeepresError(
-                f"{out} already holds a run; continue it with --resume {out}, or choose "
-                "another --out"
-            )
-        resume = resume or restarted
-        if resume and not (out / STATE_FILE).exists():
-            print(f"{out} has no checkpoint yet (stopped before its first): starting over")
-            resume = False
-        dist.claim_run(out)  # under torchrun: a restart of this job may continue this run
-    resume = dist.broadcast(resume, ctx)
+# --- Setting up -----------------------------------------------------------------------
+
+
+def lock_run_folder(out: Path, ctx: dist.Context) -> contextlib.AbstractContextManager[Any]:
+    """One writer per run folder: rank 0 holds its lock (and clears temporary files that a
+    crash left behind); the other ranks never touch the folder."""
+    if not ctx.is_main:
+        return contextlib.nullcontext()
+    lock = RunLock(out)
+    remove_stale_temporaries(out)
+    return lock
+
+
+def should_resume(out: Path, resume: bool) -> bool:
+    """Rank 0 decides whether this run continues the one in ``out``: asked to, or restarted
+    by torchrun; a folder that holds a run is never overwritten."""
+    restarted = not resume and dist.restarted_run(out) and (out / STATE_FILE).exists()
+    if not resume and not restarted and (out / STATE_FILE).exists():
+        raise DeepresError(
+            f"{out} already holds a run; continue it with --resume {out}, or choose another --out"
+        )
+    resume = resume or restarted
+    if resume and not (out / STATE_FILE).exists():
+        print(f"{out} has no checkpoint yet (stopped before its first): starting over")
+        resume = False
+    dist.claim_run(out)  # under torchrun: a restart of this job may continue this run
+    return resume
+
+
+def set_up(cfg: TrainConfig, ctx: dist.Context, out: Path, pretrained: bool) -> Run:
+    """The data, the model and its optimizer (§3.4), seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     data = build_data(cfg, ctx.rank, ctx.world_size, ctx.device)
     args = model_args(cfg, data)
+    model = build_model(cfg, args, ctx, pretrained)
+    return Run(cfg, ctx, out, data, model, sgd(cfg, model), run_meta(cfg, args, data))
+
+
+def build_model(
+    cfg: TrainConfig, args: dict[str, Any], ctx: dist.Context, pretrained: bool
+) -> nn.Module:
+    """``cfg.model`` on the device: ``--init-from`` weights (a new run only), gradient
+    checkpointing, SyncBatchNorm and channels-last as asked."""
     model = create_model(cfg.model, **args)
-    if cfg.init_from and not resume:
+    if cfg.init_from and pretrained:
         load_pretrained(model, cfg.init_from)
     model.set_grad_checkpointing(cfg.grad_checkpointing)
     if cfg.sync_bn:
         model = dist.convert_sync_batchnorm(model, ctx)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(ctx.device, memory_format=memory_format)
-    optimizer = torch.optim.SGD(
+    return model.to(ctx.device, memory_format=memory_format)
+
+
+def sgd(cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
+    """SGD with momentum and weight decay (§3.4: 0.9 and 1e-4); each step sets its lr."""
+    return torch.optim.SGD(
         model.parameters(),
         lr=cfg.lr,
         momentum=cfg.momentum,
@@ -148,371 +141,197 @@ def _train(cfg: TrainConfig, resume: bool, ctx: dist.Context, out: Path) -> dict
         weight_decay=cfg.weight_decay,
         foreach=True,
     )
-    amp_dtype = autocast_dtype(cfg.amp, ctx.device_type)
-    scaler = torch.amp.GradScaler(ctx.device_type, enabled=cfg.amp == "fp16")
 
-    steps_per_epoch = len(data.train) // cfg.grad_accum_steps
-    total = cfg.iters or cfg.epochs * steps_per_epoch  # type: ignore[operator]
-    epochs = math.ceil(total / steps_per_epoch)
-    meta = {
-        "model": cfg.model,
-        "model_args": args,
-        "classes": data.classes,
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "input_size": data.input_size,
-        "data": cfg.data,
-    }
 
-    # Where to start: a fresh run, or the last checkpoint of this one.
-    state: dict[str, Any] = {
-        "step": 0,
-        "epoch": 0,
-        "batch": 0,
-        "history": [],
-        "best_top1": -1.0,
-        "warmup_done": False,
-        "warm_error": 1.0,
-        "sums": [0.0, 0.0, 0.0],
-        "train_time": 0.0,
-    }
-    if resume:  # rank 0 reads the checkpoint and sends it to the others
-        saved = dist.broadcast(load_state(out / STATE_FILE) if ctx.is_main else None, ctx)
-        check_same_model(saved, meta, out)
-        model_state = saved.pop("model")
-        unwrap(model).load_state_dict(model_state)
-        optimizer.load_state_dict(saved.pop("optimizer"))
-        if "scaler" in saved:
-            scaler.load_state_dict(saved.pop("scaler"))
-        torch.set_rng_state(saved.pop("rng_torch"))
-        state.update(saved)
-        if not ctx.is_main:  # the saved sums are global ones: count them once, on rank 0
-            state["sums"] = [0.0, 0.0, 0.0]
-        if ctx.is_main and dist.restart_count():
-            print(f"torchrun restart {dist.restart_count()}: continuing from step {state['step']}")
-    elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / CONFIG_FILE, cfg.to_json().encode())
-
-    net = dist.wrap(model, ctx)
+def start(run: Run) -> None:
+    """Wrap the model for DDP and torch.compile, open TensorBoard, say what is trained, and
+    hook the forward checks of ``--detect-anomaly``."""
+    cfg, ctx = run.cfg, run.ctx
+    run.net = dist.wrap(run.model, ctx)
     if cfg.compile:
-        net = torch.compile(net)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    needs_warmup = cfg.warmup_lr is not None and _depth(cfg.model) >= cfg.warmup_min_depth
-    warmup_lr = (cfg.warmup_lr or 0.0) * lr_scale(cfg)
-    progress = Progress(total, cfg.progress if ctx.is_main else "off")
-    writer = tensorboard_writer(out) if ctx.is_main else None
+        run.net = torch.compile(run.net)
     if ctx.is_main:
-        progress.line(
-            f"training {cfg.model} ({sum(p.numel() for p in model.parameters()):,} "
-            f"parameters) on {cfg.data}: {len(data.classes)} classes, "
-            f"{epochs} epochs / {total} iterations of batch {cfg.batch_size}, "
-            f"{ctx.world_size} process(es) on {ctx.device}"
-            + (f", lr x {lr_scale(cfg):g} (linear scaling rule)" if cfg.lr_scale_batch else "")
-        )
-
-    def where() -> str:
-        return f"iteration {state['step'] + 1} (epoch {state['epoch'] + 1})"
-
+        run.writer = tensorboard_writer(run.out)
+        run.progress.line(first_line(run))
     if cfg.detect_anomaly:
-        watch_outputs(unwrap(model), where)
-
-    def save_checkpoint(best: bool = False, train_time: float | None = None) -> None:
-        weights = unwrap(model).state_dict()  # the same on every rank
-        bad = next((k for k, v in weights.items() if not v.isfinite().all()), None)
-        if bad is not None:  # never replace a good checkpoint with a broken one
-            raise numerical_fault(f"{bad} became non-finite", f"step {state['step']}", out)
-        sums = dist.all_sum(state["sums"], ctx) if ctx.world_size > 1 else state["sums"]
-        if not ctx.is_main:
-            return
-        full = {
-            **state,
-            "sums": sums,
-            "model": weights,
-            "optimizer": optimizer.state_dict(),
-            "rng_torch": torch.get_rng_state(),
-            "meta_json": json.dumps(meta),
-        }
-        if train_time is not None:
-            full["train_time"] = train_time
-        if scaler.is_enabled():
-            full["scaler"] = scaler.state_dict()
-        save_weights(out / MODEL_FILE, model, {**meta, "step": state["step"]})
-        if best:
-            save_weights(out / BEST_FILE, model, {**meta, "step": state["step"]})
-        save_state(out / STATE_FILE, full)  # written last: the commit point of a checkpoint
-
-    with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
-        while state["epoch"] < epochs and state["step"] < total:
-            epoch = state["epoch"]
-            net.train()
-            started, paused = time.perf_counter(), 0.0  # paused: time spent checkpointing
-            seen_at_start = state["sums"][2]
-            batches = data.train.iter_epoch(epoch, state["batch"] * cfg.grad_accum_steps)
-            for micro, (images, labels) in enumerate(batches, start=1):
-                images = images.to(ctx.device, non_blocking=True)
-                labels = labels.to(ctx.device, non_blocking=True)
-                if cfg.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(
-                    ctx.device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                ):
-                    logits = net(images)
-                    loss = criterion(logits, labels)
-                backward(scaler.scale(loss / cfg.grad_accum_steps), where)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise numerical_fault(f"the loss became {loss_value}", where(), out)
-                errors = (logits.argmax(1) != labels).sum().item()
-                state["sums"] = [
-                    state["sums"][0] + loss_value * len(labels),
-                    state["sums"][1] + errors,
-                    state["sums"][2] + len(labels),
-                ]
-                if micro % cfg.grad_accum_steps:
-                    continue
-                poison(model, "grad", state["step"] + 1)
-                if not scaler.is_enabled():  # fp16's scaler skips non-finite steps itself
-                    norm = gradient_norm(model)
-                    if not math.isfinite(norm):
-                        raise numerical_fault(f"the gradients became {norm}", where(), out)
-                lr = learning_rate(cfg, state["step"], total, steps_per_epoch)
-                if needs_warmup and not state["warmup_done"]:
-                    count: float = len(labels)
-                    if ctx.world_size > 1:  # every rank must take the same decision
-                        errors, count = dist.all_sum([errors, count], ctx)
-                    state["warm_error"] = 0.9 * state["warm_error"] + 0.1 * errors / count
-                    state["warmup_done"] = state["warm_error"] < cfg.warmup_until_error
-                    lr = warmup_lr if not state["warmup_done"] else lr
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                state["step"] += 1
-                state["batch"] += 1
-                poison(model, "weights", state["step"])
-                fault_point("step", state["step"])
-                loss_sum, error_sum, seen = state["sums"]
-                elapsed = time.perf_counter() - started - paused
-                progress.update(
-                    state["step"],
-                    epoch + 1,
-                    loss_sum / seen,
-                    1 - error_sum / seen,
-                    (seen - seen_at_start) * ctx.world_size / max(elapsed, 1e-9),
-                )
-                if state["step"] >= total:
-                    break
-                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
-                    pause = time.perf_counter()
-                    save_checkpoint(train_time=state["train_time"] + pause - started - paused)
-                    paused += time.perf_counter() - pause
-
-            # End of an epoch: evaluate, record, checkpoint.
-            epoch_time = time.perf_counter() - started - paused
-            state["train_time"] += epoch_time
-            loss_sum, error_sum, seen = dist.all_sum(state["sums"], ctx)
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": state["step"],
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": loss_sum / seen,
-                "train_error": error_sum / seen,
-                "time": state["train_time"],
-                "images_per_s": (state["sums"][2] - seen_at_start)
-                * ctx.world_size
-                / max(epoch_time, 1e-9),
-            }
-            last = state["step"] >= total or epoch + 1 >= epochs
-            best = False
-            if (epoch + 1) % cfg.eval_every == 0 or last:
-                result = run_eval(net, data, ctx, amp_dtype)
-                row.update(result.as_dict())
-                best = result.top1 > state["best_top1"]
-                state["best_top1"] = max(state["best_top1"], result.top1)
-            state["history"].append(row)
-            state.update(epoch=epoch + 1, batch=0, sums=[0.0, 0.0, 0.0])
-            if ctx.is_main:
-                write_metrics(out, state["history"])
-                if writer is not None:
-                    for key, value in row.items():
-                        writer.add_scalar(key, value, row["step"])
-                progress.line(format_row(row))
-            save_checkpoint(best=best)
-
-    summary = summarize(cfg, state["history"], state["train_time"], out)
-    if ctx.is_main:
-        atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
-        progress.line(format_summary(summary))
-        if writer is not None:
-            writer.close()
-    return summary
+        watch_outputs(unwrap(run.model), lambda: run.state.where())
 
 
-def numerical_fault(what: str, where: str, out: Path) -> DeepresError:
-    return DeepresError(
-        f"{what} at {where}; stopping. The last good checkpoint in {out} is intact: lower "
-        "--lr, or rerun with --detect-anomaly to find the first bad operation."
+def first_line(run: Run) -> str:
+    cfg, ctx = run.cfg, run.ctx
+    parameters = sum(p.numel() for p in run.model.parameters())
+    return (
+        f"training {cfg.model} ({parameters:,} parameters) on {cfg.data}: "
+        f"{len(run.data.classes)} classes, {run.epochs} epochs / {run.total} iterations of "
+        f"batch {cfg.batch_size}, {ctx.world_size} process(es) on {ctx.device}"
+        + (f", lr x {lr_scale(cfg):g} (linear scaling rule)" if cfg.lr_scale_batch else "")
     )
 
 
-def gradient_norm(model: nn.Module) -> float:
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
+# --- One epoch, one step ----------------------------------------------------------------
 
 
-def watch_outputs(model: nn.Module, where: Callable[[], str]) -> None:
-    """``--detect-anomaly``, forward half: every leaf module checks its output and buffers
-    (BatchNorm's running statistics), so the first operation that makes a NaN or Inf is
-    named (torch's anomaly mode covers the backward)."""
+class Stopwatch:
+    """The seconds an epoch has trained: wall time less the pauses for checkpoints."""
 
-    def watch(name: str) -> Callable[..., None]:
-        def check(module: nn.Module, inputs: Any, output: Any) -> None:
-            made = {"output": output, **dict(module.named_buffers(recurse=False))}
-            for what, value in made.items():
-                if value.is_floating_point() and not value.isfinite().all():
-                    finite = all(t.isfinite().all() for t in inputs)
-                    raise DeepresError(
-                        f"--detect-anomaly: {name} ({type(module).__name__}) produced "
-                        f"{'nan' if value.isnan().any() else 'inf'} values in its {what} at "
-                        f"{where()}; its inputs were {'finite' if finite else 'not finite'}"
-                    )
+    def __init__(self) -> None:
+        self.started, self.pauses = time.perf_counter(), 0.0
 
-        return check
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started - self.pauses
 
-    for name, module in model.named_modules():
-        if not any(module.children()):
-            module.register_forward_hook(watch(name))
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[float]:
+        """Time inside the block does not count; yields the seconds counted so far."""
+        pause = time.perf_counter()
+        yield pause - self.started - self.pauses
+        self.pauses += time.perf_counter() - pause
 
 
-def backward(loss: torch.Tensor, where: Callable[[], str]) -> None:
-    """``loss.backward()``; under anomaly mode a NaN made by a backward op names that op."""
-    try:
-        loss.backward()
-    except RuntimeError as err:
-        if "returned nan values" not in str(err):
-            raise
-        raise DeepresError(
-            f"--detect-anomaly: {str(err).splitlines()[0]} at {where()} (the forward call "
-            "that made it is printed above)"
-        ) from None
+def train_epoch(run: Run) -> tuple[float, float]:
+    """One pass over the training set (what is left of it after a resume inside an epoch),
+    with a checkpoint every ``--checkpoint-every`` steps; returns the seconds it trained and
+    the images this process saw."""
+    cfg, state = run.cfg, run.state
+    run.net.train()
+    clock, seen_before = Stopwatch(), state.sums[2]
+    batches = run.data.train.iter_epoch(state.epoch, state.batch * cfg.grad_accum_steps)
+    for micro, (images, labels) in enumerate(batches, start=1):
+        errors = forward_backward(run, images, labels)
+        if micro % cfg.grad_accum_steps:
+            continue  # the gradients add up over --grad-accum-steps micro-batches
+        sgd_step(run, errors, len(labels))
+        show_progress(run, clock, state.sums[2] - seen_before)
+        if state.step >= run.total:
+            break
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            with clock.paused() as trained:
+                save_checkpoint(run, train_time=state.train_time + trained)
+    return clock.elapsed(), state.sums[2] - seen_before
 
 
-def run_eval(
-    net: nn.Module, data: TrainData, ctx: dist.Context, amp_dtype: torch.dtype | None
-) -> Any:
-    dist.broadcast_buffers(net, ctx)  # every rank evaluates the weights rank 0 saves
-    acc = evaluate(net, data.test.iter_epoch(0), len(data.classes), amp_dtype, ctx.device)
+def forward_backward(run: Run, images: torch.Tensor, labels: torch.Tensor) -> int:
+    """Forward and backward of one micro-batch, counted in the epoch's sums; returns its
+    number of misclassified images."""
+    cfg, ctx = run.cfg, run.ctx
+    images = images.to(ctx.device, non_blocking=True)
+    labels = labels.to(ctx.device, non_blocking=True)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    amp = run.amp_dtype
+    with torch.autocast(ctx.device_type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = run.net(images)
+        loss = run.criterion(logits, labels)
+    backward(run.scaler.scale(loss / cfg.grad_accum_steps), run.state.where)
+    loss_value = loss.item()
+    check_finite("the loss", loss_value, run.state.where(), run.out)
+    errors = (logits.argmax(1) != labels).sum().item()
+    run.state.add(loss_value, errors, len(labels))
+    return errors
+
+
+def sgd_step(run: Run, errors: int, images: int) -> None:
+    """Update the weights with the gradients of a whole batch, at this step's lr."""
+    state = run.state
+    poison(run.model, "grad", state.step + 1)
+    check_gradients(run.model, run.scaler, state.where(), run.out)
+    lr = step_lr(run, errors, images)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    state.batch += 1
+    poison(run.model, "weights", state.step)
+    fault_point("step", state.step)
+
+
+def step_lr(run: Run, errors: float, images: float) -> float:
+    """The schedule's learning rate, or He et al.'s warm-up lr until the running training
+    error (of the last micro-batch, over all processes) falls below the threshold (§4.2)."""
+    state = run.state
+    lr = learning_rate(run.cfg, state.step, run.total, run.steps_per_epoch)
+    if run.warmup_lr is None or state.warmup_done:
+        return lr
+    if run.ctx.world_size > 1:  # every rank must take the same decision
+        errors, images = dist.all_sum([errors, images], run.ctx)
+    state.warm_error = 0.9 * state.warm_error + 0.1 * errors / images
+    state.warmup_done = state.warm_error < run.cfg.warmup_until_error
+    return lr if state.warmup_done else run.warmup_lr
+
+
+def show_progress(run: Run, clock: Stopwatch, images: float) -> None:
+    loss_sum, error_sum, seen = run.state.sums
+    images_per_s = images * run.ctx.world_size / max(clock.elapsed(), 1e-9)
+    accuracy = 1 - error_sum / seen
+    run.progress.update(
+        run.state.step, run.state.epoch + 1, loss_sum / seen, accuracy, images_per_s
+    )
+
+
+# --- The end of an epoch, the end of the run ------------------------------------------
+
+
+def epoch_row(run: Run, seconds: float, images: float) -> dict[str, Any]:
+    """The epoch's row of metrics: its training loss and error over all processes."""
+    state, ctx = run.state, run.ctx
+    state.train_time += seconds
+    loss_sum, error_sum, seen = dist.all_sum(state.sums, ctx)
+    return {
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": loss_sum / seen,
+        "train_error": error_sum / seen,
+        "time": state.train_time,
+        "images_per_s": images * ctx.world_size / max(seconds, 1e-9),
+    }
+
+
+def evaluate_if_due(run: Run, row: dict[str, Any]) -> bool:
+    """Test every ``--eval-every`` epochs and after the last one, adding the results to
+    ``row``; returns whether the test top-1 is the best so far."""
+    state = run.state
+    last = state.step >= run.total or state.epoch + 1 >= run.epochs
+    if (state.epoch + 1) % run.cfg.eval_every and not last:
+        return False
+    result = test_set_accuracy(run)
+    row.update(result.as_dict())
+    best = result.top1 > state.best_top1
+    state.best_top1 = max(state.best_top1, result.top1)
+    return best
+
+
+def test_set_accuracy(run: Run) -> EvalResult:
+    """The test-set accuracy of rank 0's weights; each rank evaluates its shard."""
+    ctx = run.ctx
+    dist.broadcast_buffers(run.net, ctx)  # every rank evaluates the weights rank 0 saves
+    batches = run.data.test.iter_epoch(0)
+    acc = evaluate(run.net, batches, len(run.data.classes), run.amp_dtype, ctx.device)
     if ctx.world_size > 1:
         acc.load_totals(dist.all_sum_tensor(acc.totals(), ctx))
     return acc.result()
 
 
-def check_same_model(saved: dict[str, Any], meta: dict[str, Any], out: Path) -> None:
-    before = json.loads(saved.get("meta_json", "{}"))
-    for key in ("model", "model_args", "classes"):
-        if before.get(key) != meta.get(key):
-            raise DeepresError(
-                f"the checkpoint in {out} was made for {key} {before.get(key)!r}, but this run "
-                f"has {meta.get(key)!r}; resume with the run's own settings (config.json) or "
-                "start a new run with another --out"
-            )
+def record_epoch(run: Run, row: dict[str, Any]) -> None:
+    """Add the row to the history and start the next epoch; rank 0 writes metrics.jsonl
+    and metrics.csv, logs to TensorBoard and prints the row."""
+    state = run.state
+    state.history.append(row)
+    state.epoch, state.batch, state.sums = state.epoch + 1, 0, [0.0, 0.0, 0.0]
+    if run.ctx.is_main:
+        write_metrics(run.out, state.history)
+        log_scalars(run.writer, row)
+        run.progress.line(format_row(row))
 
 
-METRIC_FIELDS = [
-    "epoch",
-    "step",
-    "lr",
-    "train_loss",
-    "train_error",
-    "test_loss",
-    "test_top1",
-    "test_top5",
-    "test_error",
-    "test_top5_error",
-    "time",
-    "images_per_s",
-]
-
-
-def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
-    """metrics.jsonl and metrics.csv, rewritten whole from the history in the checkpoint, so
-    a resumed run never repeats or loses a row."""
-    lines = "".join(json.dumps(row) + "\n" for row in history)
-    atomic_write(out / "metrics.jsonl", lines.encode())
-    buffer = io.StringIO()
-    table = csv.DictWriter(buffer, METRIC_FIELDS, extrasaction="ignore")
-    table.writeheader()
-    table.writerows(history)
-    atomic_write(out / "metrics.csv", buffer.getvalue().encode())
-
-
-def read_metrics(run: str | Path) -> list[dict[str, Any]]:
-    path = Path(run) / "metrics.jsonl"
-    if not path.is_file():
-        raise DeepresError(f"no metrics.jsonl in {run}: is it a deepres run folder?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def tensorboard_writer(out: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
-
-
-def format_row(row: dict[str, Any]) -> str:
-    text = (
-        f"epoch {row['epoch']:3d}  step {row['step']:6d}  lr {row['lr']:.4f}  "
-        f"train loss {row['train_loss']:.4f} err {100 * row['train_error']:5.2f}%"
-    )
-    if "test_top1" in row:
-        text += (
-            f"  test err {100 * row['test_error']:5.2f}% "
-            f"top-5 err {100 * row['test_top5_error']:5.2f}%"
-        )
-    return text + f"  {row['images_per_s']:.0f} img/s"
-
-
-def summarize(
-    cfg: TrainConfig, history: list[dict[str, Any]], train_time: float, out: Path
-) -> dict[str, Any]:
-    tested = [r for r in history if "test_top1" in r]
-    best = max(tested, key=lambda r: r["test_top1"]) if tested else {}
-    final = tested[-1] if tested else {}
-    return {
-        "model": cfg.model,
-        "data": cfg.data,
-        "run": str(out),
-        "epochs": len(history),
-        "iterations": history[-1]["step"] if history else 0,
-        "final_top1": final.get("test_top1"),
-        "final_top5": final.get("test_top5"),
-        "best_top1": best.get("test_top1"),
-        "best_top5": best.get("test_top5"),
-        "best_epoch": best.get("epoch"),
-        "train_time_s": train_time,
-        "images_per_s": (
-            history[-1]["step"] * cfg.batch_size / train_time if history and train_time else None
-        ),
-        "config": dataclasses.asdict(cfg),
-    }
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{100 * v:.2f}%"
-
-    return "\n".join(
-        [
-            f"done: {s['model']} on {s['data']}, {s['epochs']} epochs / "
-            f"{s['iterations']} iterations"
-            f" in {s['train_time_s']:.0f} s ({s['images_per_s'] or 0:.0f} img/s)",
-            f"  final test top-1 {pct(s['final_top1'])}  top-5 {pct(s['final_top5'])}",
-            f"  best  test top-1 {pct(s['best_top1'])}  top-5 {pct(s['best_top5'])} "
-            f"(epoch {s['best_epoch']})",
-            f"  run folder: {s['run']}",
-        ]
-    )
+def finish(run: Run) -> dict[str, Any]:
+    """The summary: returned, written to summary.json and printed (rank 0)."""
+    summary = summarize(run.cfg, run.state.history, run.state.train_time, run.out)
+    if run.ctx.is_main:
+        atomic_write(run.out / "summary.json", json.dumps(summary, indent=2).encode())
+        run.progress.line(format_summary(summary))
+        if run.writer is not None:
+            run.writer.close()
+    return summary

@@ -1,15 +1,17 @@
-"""No run is lost to a crash: real `deepres train` processes killed with SIGKILL at known and
-at random moments, checkpoint writes that fail on a full disk or a file-size limit, and a
-second writer on a run folder. Every killed run resumes and ends bitwise equal to the run
-that was never interrupted.
+"""No run is lost to a crash: real `deepres train` processes killed with SIGKILL at chosen and
+at random steps and file writes, checkpoint writes that fail on a full disk or a file-size
+limit, and a second writer on a run folder. Every killed run resumes and ends bitwise equal
+to the run that was never interrupted (these test train/loop.py's checkpoints and resume).
 
-Faults at known moments come from ``DEEPRES_FAULT`` (deepres.faults); a run here is
-ResNet-8 on 192 synthetic 16x16 images, 2 epochs of 6 steps, a checkpoint every 2 steps.
-In a fresh run the files are written in this order (``write:N`` is the N-th):
+Every fault comes from ``DEEPRES_FAULT`` (deepres.runtime.faults), counted in steps or file
+writes, never in seconds; a run here is ResNet-8 on 192 synthetic 16x16 images, 2 epochs of
+6 steps, a checkpoint every 2 steps. In a fresh run the files are written in this order
+(``write:N`` is the N-th):
 
     1 config.json | step 2: 2 model, 3 state | step 4: 4 model, 5 state |
     step 6: 6 model, 7 state, epoch end: 8 metrics.jsonl, 9 metrics.csv, 10 model,
-    11 best, 12 state | ... | last: summary.json
+    11 best, 12 state | step 8: 13, 14 | step 10: 15, 16 | step 12, epoch end: 17 metrics.jsonl,
+    18 metrics.csv, 19 model, (best when it is), state | summary.json: 21 files or 22
 """
 
 import json
@@ -20,7 +22,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from safetensors.torch import load_file
 
 from deepres import create_model
 from deepres.cli import main
-from deepres.train.runlock import RunLock
+from deepres.runtime.runlock import RunLock
 
 OPTIONS = [
     "--model", "resnet8", "--data", "synthetic:3x16x16:10:192", "--epochs", "2",
@@ -117,28 +118,47 @@ def test_killed_again_while_resuming(tmp_path, reference):
     assert_same_run(run, reference)
 
 
+def checkpoint_step(run: Path) -> int | None:
+    """The step of the run's committed checkpoint, or None before the first."""
+    state = run / "state.pt"
+    return torch.load(state, weights_only=True)["step"] if state.is_file() else None
+
+
+def random_fault(rng: random.Random, step: int | None) -> str | None:
+    """A fault that surely fires in a run continued from checkpoint ``step`` (see the write
+    order above), or None when only summary.json is left to write: a new run takes steps
+    1-12 and writes at least 21 files; a resumed one takes the steps after ``step`` and
+    writes at least the last epoch's metrics.jsonl, metrics.csv, model, state and summary."""
+    start, writes = (0, 21) if step is None else (step, 5)
+    if start >= STEPS:
+        return None
+    if rng.random() < 0.5:
+        return f"step:{rng.randint(start + 1, STEPS)}"
+    return f"write:{rng.randint(1, writes)}"
+
+
 def test_sigkill_at_random_moments(tmp_path, reference):
-    """Killed from outside at random moments after start-up (the seed is printed on
-    failure), continued each time, until the run finishes."""
-    seed = random.randrange(10**6)
+    """Killed at random steps and inside random file writes (a seeded choice: the seed is
+    printed on failure; rerun one with FAULT_TEST_SEED=N), continued each time, until the
+    run finishes: no timing decides where a kill lands."""
+    seed = int(os.environ.get("FAULT_TEST_SEED") or random.randrange(10**6))
     rng = random.Random(seed)
+    print(f"FAULT_TEST_SEED={seed}")
     run = tmp_path / "run"
-    kills = 0
-    while not (run / "summary.json").is_file() and kills < 4:
+    faults: list[str] = []
+    while not (run / "summary.json").is_file():
+        fault = random_fault(rng, checkpoint_step(run)) if len(faults) < 2 else None
         started = (run / "config.json").is_file()
         command = ["--resume", str(run)] if started else [*OPTIONS, "--out", str(run)]
-        process = deepres("train", *command)
-        lock = run / ".lock"
-        while process.poll() is None and not (lock.is_file() and lock.read_text().strip()):
-            time.sleep(0.01)  # until the process holds the run's lock: start-up is over
-        time.sleep(rng.uniform(0.0, 2.5))  # a whole run takes ~3 s after start-up
-        process.send_signal(signal.SIGKILL)
-        code, err = finish(process)
-        assert code in (0, -signal.SIGKILL), f"seed {seed}: {err}"
-        kills += code == -signal.SIGKILL
-    if not (run / "summary.json").is_file():
-        resume(run)
-    assert kills >= 1, f"seed {seed}: the run finished before any kill"
+        code, err = finish(deepres("train", *command, env={"DEEPRES_FAULT": fault or ""}))
+        if fault is None:  # the last attempt: it finishes the run
+            done = code == 0 and (run / "summary.json").is_file()
+            assert done, f"seed {seed}: did not finish after kills at {faults}: {err}"
+        else:
+            faults.append(fault)
+            assert code == -signal.SIGKILL, f"seed {seed}: {faults} did not all fire: {err}"
+    print(f"killed at {faults}")
+    assert faults, f"seed {seed}: no kill landed"
     assert_same_run(run, reference)
 
 
@@ -185,8 +205,8 @@ def test_a_second_writer_is_refused_and_a_crashed_one_does_not_block(tmp_path, c
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from deepres.train.runlock import "
-            "RunLock; RunLock(Path(sys.argv[1])); print('locked', flush=True); time.sleep(600)",
+            "import signal, sys; from pathlib import Path; from deepres.runtime.runlock import "
+            "RunLock; RunLock(Path(sys.argv[1])); print('locked', flush=True); signal.pause()",
             str(folder),
         ],
         stdout=subprocess.PIPE,

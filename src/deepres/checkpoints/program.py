@@ -12,8 +12,11 @@ and a file that asks for unpickling is refused before anything in it is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,22 @@ import torch
 from torch import nn
 
 from deepres.errors import DeepresError
-from deepres.files import atomic_write
+from deepres.runtime import atomic_write
 
 META_FILE = "deepres.json"
 PROGRAM_SUFFIX = ".pt2"
+
+
+@contextlib.contextmanager
+def quiet_torchao() -> Iterator[None]:
+    """torchao's import logs a deprecation note of torch's pytree; hide it."""
+    logger = logging.getLogger("torch.utils._pytree")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def save_program(path: Path, program: torch.export.ExportedProgram, meta: dict[str, Any]) -> None:
@@ -103,8 +118,6 @@ class ProgramModel(nn.Module):
         """Compile with Inductor and weight freezing: int8 programs then run as fused
         int8 kernels (oneDNN) instead of quantize/dequantize around fp32 ones."""
         import torch._inductor.config as inductor_config
-
-        from deepres.deploy.quantize import quiet_torchao
 
         try:  # importing the quantizer registers its int8 fusion passes with Inductor
             with quiet_torchao():

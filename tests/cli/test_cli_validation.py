@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from deepres import create_model
+from deepres.checkpoints import save_weights
 from deepres.cli import main
 from deepres.train import TrainConfig
-from deepres.train.checkpoint import save_weights
 
 SYNTHETIC = "synthetic:3x8x8:3:16"
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepres.errors import DeepresError
-from deepres.faults import fault_point
+from deepres.runtime.faults import fault_point
 
 
 def atomic_write(path: Path, content: bytes | Callable[[Path], None]) -> None:

@@ -104,88 +104,126 @@ def build_data(
     of every global micro-batch (global-batch-major sharding, see ``train/distributed.py``).
     The test set is split into disjoint shards so that every image is evaluated exactly once.
     """
+    local_batch = micro_batch_size(cfg, world_size)
+    train, test = load_splits(cfg)
+    if isinstance(train, TensorData):
+        assert isinstance(test, TensorData)
+        data = tensor_batches(cfg, train, test, local_batch, rank, world_size, device)
+    else:
+        data = folder_batches(cfg, train, test, local_batch, rank, world_size)
+    if len(data.train) == 0:
+        raise DeepresError(
+            f"the training split of {cfg.data} has fewer images than one global batch "
+            f"({cfg.batch_size}); lower --batch-size"
+        )
+    return data
+
+
+def micro_batch_size(cfg: TrainConfig, world_size: int) -> int:
+    """Each process's share of a global micro-batch (the global batch split over processes
+    and ``--grad-accum-steps``)."""
     local_batch = cfg.batch_size // world_size // cfg.grad_accum_steps
     if local_batch < 1 or cfg.batch_size % (world_size * cfg.grad_accum_steps):
         raise DeepresError(
             f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of "
             f"processes x --grad-accum-steps = {world_size * cfg.grad_accum_steps}"
         )
+    return local_batch
+
+
+Split = TensorData | ImageFolderDataset
+
+
+def load_splits(cfg: TrainConfig) -> tuple[Split, Split]:
+    """The training and test splits; with ``--val-split`` the test split is held out of the
+    training split (§4.2's 45k/5k split)."""
     image_size = cfg.image_size or 224
     train = load_split(
         cfg.data, "train", cfg.data_root, subset=cfg.train_subset, image_size=image_size
     )
-    if cfg.val_split:
-        if not isinstance(train, TensorData):
-            raise DeepresError("--val-split works with in-memory data sets only")
-        train, test = hold_out(train, cfg.val_split, cfg.seed)
-    else:
+    if not cfg.val_split:
         test = load_split(
             cfg.data, "test", cfg.data_root, subset=cfg.test_subset, image_size=image_size
         )
-    if isinstance(train, TensorData):
-        assert isinstance(test, TensorData)
-        mean, std = dataset_stats(cfg.data, cfg.data_root)
-        common = dict(
-            mean=mean,
-            std=std,
-            device=device,
-            channels_last=cfg.channels_last,
-            dtype=torch.get_default_dtype(),  # the model's dtype (float32 unless changed)
-        )
-        global_micro = BatchLoader(  # every rank builds the global micro-batch, keeps its part
-            train,
-            local_batch * world_size,
-            shuffle=True,
-            drop_last=True,
-            augment=cfg.augment != "none",
-            padding=4 if cfg.augment == "crop-flip" else 0,
-            seed=cfg.seed,
-            **common,
-        )
-        train_batches: RankBatches | FolderBatches = RankBatches(
-            global_micro, rank, world_size, cfg.grad_accum_steps
-        )
-        if len(test) < world_size:
-            raise DeepresError(
-                f"the test split of {cfg.data} has {len(test)} images, fewer than the "
-                f"{world_size} processes; use fewer processes or more test images"
-            )
-        shard = test.select(torch.arange(rank, len(test), world_size))
-        test_batches: BatchLoader | FolderBatches = BatchLoader(
-            shard, 500, shuffle=False, augment=False, **common
-        )
-        in_chans, size = train.images.shape[1], train.images.shape[-1]
-    else:
-        workers = cfg.workers if cfg.workers is not None else default_workers(world_size)
-        train_batches = FolderBatches(
-            train,
-            local_batch,
-            shuffle=True,
-            drop_last=True,
-            seed=cfg.seed,
-            rank=rank,
-            world_size=world_size,
-            workers=workers,
-            accum=cfg.grad_accum_steps,
-        )
-        test_batches = FolderBatches(
-            test,
-            100,
-            shuffle=False,
-            drop_last=False,
-            seed=cfg.seed,
-            rank=rank,
-            world_size=world_size,
-            workers=workers,
-        )
-        mean, std, in_chans, size = train.mean, train.std, 3, image_size
-    if len(train_batches) == 0:
-        raise DeepresError(
-            f"the training split of {cfg.data} has fewer images than one global batch "
-            f"({cfg.batch_size}); lower --batch-size"
-        )
+        return train, test
+    if not isinstance(train, TensorData):
+        raise DeepresError("--val-split works with in-memory data sets only")
+    return hold_out(train, cfg.val_split, cfg.seed)
+
+
+def tensor_batches(
+    cfg: TrainConfig,
+    train: TensorData,
+    test: TensorData,
+    local_batch: int,
+    rank: int,
+    world_size: int,
+    device: str,
+) -> TrainData:
+    """In-memory data: augmented on tensors a batch at a time, on ``device`` (§4.2: 4
+    pixels of padding, a random crop and a horizontal flip)."""
+    mean, std = dataset_stats(cfg.data, cfg.data_root)
+    common = dict(
+        mean=mean,
+        std=std,
+        device=device,
+        channels_last=cfg.channels_last,
+        dtype=torch.get_default_dtype(),  # the model's dtype (float32 unless changed)
+    )
+    global_micro = BatchLoader(
+        train,
+        local_batch * world_size,
+        shuffle=True,
+        drop_last=True,
+        augment=cfg.augment != "none",
+        padding=4 if cfg.augment == "crop-flip" else 0,
+        seed=cfg.seed,
+        **common,
+    )  # every rank builds the global micro-batch and keeps its part
+    train_batches = RankBatches(global_micro, rank, world_size, cfg.grad_accum_steps)
+    shard = test_shard(cfg, test, rank, world_size)
     return TrainData(
-        train_batches, test_batches, list(train.classes), in_chans, tuple(mean), tuple(std), size
+        train_batches,
+        BatchLoader(shard, 500, shuffle=False, augment=False, **common),
+        list(train.classes),
+        train.images.shape[1],
+        tuple(mean),
+        tuple(std),
+        train.images.shape[-1],
+    )
+
+
+def test_shard(cfg: TrainConfig, test: TensorData, rank: int, world_size: int) -> TensorData:
+    """This rank's test images: every ``world_size``-th one, so that each is tested once."""
+    if len(test) < world_size:
+        raise DeepresError(
+            f"the test split of {cfg.data} has {len(test)} images, fewer than the "
+            f"{world_size} processes; use fewer processes or more test images"
+        )
+    return test.select(torch.arange(rank, len(test), world_size))
+
+
+def folder_batches(
+    cfg: TrainConfig,
+    train: ImageFolderDataset,
+    test: ImageFolderDataset,
+    local_batch: int,
+    rank: int,
+    world_size: int,
+) -> TrainData:
+    """Folders of large images: decoded and augmented by DataLoader workers (§3.4)."""
+    workers = cfg.workers if cfg.workers is not None else default_workers(world_size)
+    common = dict(seed=cfg.seed, rank=rank, world_size=world_size, workers=workers)
+    return TrainData(
+        FolderBatches(
+            train, local_batch, shuffle=True, drop_last=True, accum=cfg.grad_accum_steps, **common
+        ),
+        FolderBatches(test, 100, shuffle=False, drop_last=False, **common),
+        list(train.classes),
+        3,
+        tuple(train.mean),
+        tuple(train.std),
+        cfg.image_size or 224,
     )
 
 

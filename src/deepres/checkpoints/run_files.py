@@ -23,12 +23,10 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from deepres.errors import DeepresError
-from deepres.files import atomic_write
+from deepres.runtime import atomic_write
 
 MODEL_FILE = "model.safetensors"
 BEST_FILE = "best.safetensors"
@@ -69,26 +67,6 @@ def resolve_weights(path: str | Path) -> Path:
     if not path.is_file():
         raise DeepresError(f"checkpoint not found: {path}")
     return path
-
-
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The model saved at ``path`` (a run folder, a .safetensors file, or a .pt2 program from
-    ``deepres export``/``deepres quantize``), in eval mode, and its metadata (``model``,
-    ``model_args``, ``classes``, ``mean``, ``std``, ...)."""
-    from deepres.models import create_model
-
-    path = resolve_weights(path)
-    if path.suffix == ".pt2":
-        from deepres.deploy.program import load_program
-
-        return load_program(path)
-    meta = read_meta(path)
-    model = create_model(meta["model"], **meta.get("model_args", {}))
-    try:
-        model.load_state_dict(load_file(str(path)))
-    except (RuntimeError, SafetensorError) as err:
-        raise DeepresError(f"{path} does not match {meta['model']}: {err}") from None
-    return model.eval(), meta
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:

@@ -1,0 +1,308 @@
+"""``deepres bench``: images/s of deepres next to a reference, measured in one process.
+
+Speed on a shared machine is noisy, so the reference runs in the same process, in
+alternating rounds (ours, reference, ours, reference, ...), and the ratio is reported per
+round and as the median. Each figure is set next to the machine's matrix-multiply rate,
+measured in the same run, to show how close to the hardware limit it is.
+
+References:
+- inference: torchvision's model as most people run it (NCHW, fp32, eval, no_grad);
+- training: the loop of most tutorials and reproduction repos: torchvision's CIFAR
+  transforms on PIL images, a DataLoader with worker processes, NCHW, fp32.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from deepres.bench.harness import (
+    Rounds,
+    Runner,
+    infer_runner,
+    matmul_gflops,
+    summarize_times,
+    time_round,
+    time_variants,
+    train_runner,
+)
+from deepres.bench.references import reference_loader
+from deepres.checkpoints import ProgramModel, load_model
+from deepres.data import (
+    BatchLoader,
+    TensorData,
+    check_data,
+    dataset_stats,
+    load_split,
+    resolve,
+    synthetic_data,
+)
+from deepres.errors import DeepresError
+from deepres.inference import optimize_for_inference
+from deepres.models import count_macs, create_model
+from deepres.models.registry import get_builder
+from deepres.runtime import autocast_dtype, bf16_is_native
+
+
+@dataclass
+class BenchOptions:
+    """What ``deepres bench`` times (its options, one field each)."""
+
+    model: str = "resnet20"
+    mode: str = "both"  # train, infer or both
+    batch_size: int = 128
+    input_size: int | None = None  # default: the model's
+    amp: str = "auto"  # auto, bf16 or off
+    channels_last: bool = True
+    compile: bool = False
+    grad_checkpointing: bool = False
+    data: str = "synthetic"
+    checkpoint: list[str] | None = None  # infer: time these saved models instead of model
+    against: str = "none"  # torchvision, reference or none
+    reference_workers: list[int] = field(default_factory=lambda: [2, 0])
+    rounds: int = 5
+    steps: int = 5
+    threads: int | None = None
+    json: str | None = None  # also write the report here
+
+    def rounds_plan(self) -> Rounds:
+        return Rounds(self.rounds, self.steps, self.batch_size)
+
+
+def load_bench_data(name: str, input_size: int, in_chans: int, count: int) -> TensorData:
+    if name == "synthetic":
+        return synthetic_data(count, in_chans, input_size, input_size, 10, seed=0)
+    data = load_split(name, "train")
+    if not isinstance(data, TensorData):
+        raise DeepresError(
+            f"bench --data needs an in-memory data set; {name} is an image "
+            "folder of large images (use synthetic)"
+        )
+    return data
+
+
+def bench_train(opts: BenchOptions, data: TensorData, stats: tuple) -> dict[str, Any]:
+    mean, std = stats
+    amp = autocast_dtype(opts.amp, "cpu")
+    model = create_model(opts.model, num_classes=data.num_classes, in_chans=data.images.shape[1])
+    model.set_grad_checkpointing(opts.grad_checkpointing)
+    if opts.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if opts.compile else model
+    loader = BatchLoader(
+        data,
+        opts.batch_size,
+        mean=mean,
+        std=std,
+        augment=True,
+        drop_last=True,
+        channels_last=opts.channels_last,
+    )
+    epoch = iter(range(10**9))
+    ours = train_runner(net, lambda: loader.iter_epoch(next(epoch)), amp, opts.channels_last)
+    results: dict[str, Any] = {}
+    references: dict[str, Runner] = {}
+    if opts.against == "reference":
+        reference_model = create_model(
+            opts.model, num_classes=data.num_classes, in_chans=data.images.shape[1]
+        )
+        reference_model.load_state_dict(model.state_dict())  # same start (no step taken yet)
+        for workers in opts.reference_workers:
+            ref_loader = reference_loader(data, opts.batch_size, workers, mean, std)
+            references[f"reference_workers{workers}"] = train_runner(
+                reference_model, lambda rl=ref_loader: iter(rl), None, False
+            )
+    per_round: dict[str, list[float]] = {"ours": []}
+    for _ in range(opts.rounds):
+        per_round["ours"].append(time_round(ours, opts.steps))
+        for name, runner in references.items():
+            per_round.setdefault(name, []).append(time_round(runner, opts.steps))
+    macs = count_macs(
+        create_model(opts.model, num_classes=data.num_classes, in_chans=data.images.shape[1]),
+        data.images.shape[-1],
+    )
+    for name, seconds in per_round.items():
+        results[name] = summarize_times(seconds, opts.batch_size, 3 * macs)
+    for name in references:
+        results[name]["ours_speedup_per_round"] = [
+            r / o for o, r in zip(per_round["ours"], per_round[name], strict=True)
+        ]
+        results[name]["ours_speedup_median"] = statistics.median(
+            results[name]["ours_speedup_per_round"]
+        )
+    results["ours"]["amp"] = str(amp).replace("torch.", "") if amp else "off"
+    return results
+
+
+def bench_infer(opts: BenchOptions, data: TensorData | None) -> dict[str, Any]:
+    model = create_model(opts.model).eval()
+    size = opts.input_size or model.default_input_size
+    images = bench_images(data, opts.batch_size, model.in_chans, size)
+    variants: dict[str, Runner] = {}
+    fast_fp32 = optimize_for_inference(model, dtype="fp32", compile=opts.compile)
+    variants["ours_fp32"] = infer_runner(fast_fp32, images)
+    if opts.amp in ("bf16", "auto") and (opts.amp == "bf16" or bf16_is_native()):
+        variants["ours_bf16"] = infer_runner(
+            optimize_for_inference(model, dtype="bf16", compile=opts.compile), images
+        )
+    if opts.against == "torchvision":
+        if not hasattr(torchvision.models, opts.model):
+            raise DeepresError(f"torchvision has no {opts.model}; use --against reference")
+        reference = getattr(torchvision.models, opts.model)().eval()
+        reference.load_state_dict(model.state_dict())
+        variants["torchvision"] = infer_runner(lambda x: reference(x), images)
+        with torch.inference_mode():
+            diff = (fast_fp32(images) - reference(images)).abs().max().item()
+    results = time_variants(variants, opts.rounds_plan(), count_macs(model, size), "torchvision")
+    if "torchvision" in results:
+        results["ours_fp32"]["max_abs_diff_vs_torchvision"] = diff
+    return results
+
+
+def bench_images(
+    data: TensorData | None, batch_size: int, channels: int, size: int
+) -> torch.Tensor:
+    """One inference batch: the data set's first images resized to ``size``, or random."""
+    if data is None:
+        return torch.randn(batch_size, channels, size, size)
+    images = data.images[:batch_size].float().div(255)
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+
+
+def bench_checkpoints(opts: BenchOptions, data: TensorData | None) -> dict[str, Any]:
+    """``--checkpoint A --checkpoint B``: saved models timed as ``eval``/``predict`` run them
+    (an fp32 checkpoint through ``optimize_for_inference``, an int8 ``.pt2`` program as it
+    is, both compiled with ``--compile``), on the same images, in alternating rounds; the
+    speed-up is against the first."""
+    variants: dict[str, Runner] = {}
+    images: torch.Tensor | None = None
+    for path in opts.checkpoint:
+        model, meta = load_model(path)
+        channels, size = len(meta["mean"]), meta["input_size"]
+        if images is None:
+            images = bench_images(data, opts.batch_size, channels, size)
+        elif images.shape[1:] != (channels, size, size):
+            raise DeepresError(
+                f"--checkpoint {path}: it takes {channels}x{size}x{size} images, the first "
+                f"{'x'.join(map(str, images.shape[1:]))}"
+            )
+        if isinstance(model, ProgramModel):
+            runnable = model.compile() if opts.compile else model
+        else:
+            runnable = optimize_for_inference(model, dtype="fp32", compile=opts.compile)
+        variants[str(path)] = infer_runner(runnable, images)
+    macs = count_macs(create_model(meta["model"], **meta.get("model_args", {})), size)
+    return time_variants(variants, opts.rounds_plan(), macs, str(opts.checkpoint[0]))
+
+
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    torch.manual_seed(0)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    report: dict[str, Any] = {
+        "model": ", ".join(opts.checkpoint) if opts.checkpoint else opts.model,
+        "mode": opts.mode,
+        "batch_size": opts.batch_size,
+        "input_size": opts.input_size,
+        "amp": opts.amp,
+        "channels_last": opts.channels_last,
+        "compile": opts.compile,
+        "grad_checkpointing": opts.grad_checkpointing,
+        "data": opts.data,
+        "against": opts.against,
+        "rounds": opts.rounds,
+        "steps": opts.steps,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_native": bf16_is_native(),
+        "threads": torch.get_num_threads(),
+        "matmul_gflops": {
+            "fp32": matmul_gflops(torch.float32),
+            "bf16": matmul_gflops(torch.bfloat16),
+        },
+    }
+    if opts.mode in ("train", "both"):
+        model = create_model(opts.model)
+        size = opts.input_size or model.default_input_size
+        data = load_bench_data(opts.data, size, model.in_chans, max(2048, 4 * opts.batch_size))
+        stats = (
+            ((0.5,) * data.images.shape[1], (0.25,) * data.images.shape[1])
+            if (opts.data == "synthetic")
+            else dataset_stats(opts.data)
+        )
+        report["train"] = bench_train(opts, data, stats)
+    if opts.mode in ("infer", "both"):
+        data = None if opts.data == "synthetic" else load_bench_data(opts.data, 0, 3, 0)
+        report["infer"] = (bench_checkpoints if opts.checkpoint else bench_infer)(opts, data)
+    for section in ("train", "infer"):
+        for result in report.get(section, {}).values():
+            for dtype in ("fp32", "bf16"):
+                result[f"pct_of_{dtype}_matmul"] = (
+                    100 * result["gflops"] / report["matmul_gflops"][dtype]
+                )
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    mm = report["matmul_gflops"]
+    print(
+        f"{report['model']}, batch {report['batch_size']}, torch {report['torch']}, "
+        f"{report['threads']} threads, CPU {report['cpu_capability']}"
+        f" (bf16 {'native' if report['bf16_native'] else 'emulated'})"
+    )
+    print(f"matrix multiply: fp32 {mm['fp32']:.0f} GFLOP/s, bf16 {mm['bf16']:.0f} GFLOP/s")
+    for section in ("train", "infer"):
+        if section not in report:
+            continue
+        print(f"\n{section}:")
+        print(
+            f"  {'variant':<22} {'img/s':>9} {'ms/batch':>9} {'GFLOP/s':>8} {'%fp32mm':>8}"
+            f" {'%bf16mm':>8} {'speed-up (median; per round)':>30}"
+        )
+        for name, r in report[section].items():
+            ratio = r.get("ours_speedup_median", r.get("speedup_median"))
+            rounds = r.get("ours_speedup_per_round", r.get("speedup_per_round"))
+            label = (
+                "" if ratio is None else (f"{ratio:.2f}x ({', '.join(f'{x:.2f}' for x in rounds)})")
+            )
+            if name.startswith("reference"):
+                label = "ours is " + label
+            print(
+                f"  {name:<22} {r['images_per_s']:9.1f} {r['ms_per_batch']:9.1f} "
+                f"{r['gflops']:8.1f} {r['pct_of_fp32_matmul']:7.1f}% "
+                f"{r['pct_of_bf16_matmul']:7.1f}% {label:>30}"
+            )
+
+
+def check_options(opts: BenchOptions) -> None:
+    """What ``run`` would find wrong only after measuring the machine or training."""
+    get_builder(opts.model)
+    check_data(opts.data)
+    if opts.data != "synthetic":
+        source = resolve(opts.data)
+        if source.kind == "folder" and not source.in_memory:
+            raise DeepresError(
+                f"bench --data needs an in-memory data set; {opts.data} is an image "
+                "folder of large images (use synthetic)"
+            )
+    timed = {"torchvision": ("infer", "inference"), "reference": ("train", "training")}
+    if opts.against in timed:
+        mode, what = timed[opts.against]
+        if opts.mode not in (mode, "both"):
+            raise DeepresError(
+                f"--against {opts.against} compares {what} speed: use --mode {mode} or both"
+            )
+    if opts.against == "torchvision" and not hasattr(torchvision.models, opts.model):
+        raise DeepresError(f"torchvision has no {opts.model}; use --against reference or none")
+    if opts.checkpoint and (opts.mode != "infer" or opts.against != "none"):
+        raise DeepresError("--checkpoint times saved models: use --mode infer, no --against")
+    if opts.json and not Path(opts.json).parent.is_dir():
+        raise DeepresError(f"--json {opts.json}: no such folder {Path(opts.json).parent}")

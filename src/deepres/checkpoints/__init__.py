@@ -1,0 +1,42 @@
+"""Every saved-model kind deepres reads and writes, carrying no code:
+
+- ``run_files``: a run folder's ``model.safetensors``/``best.safetensors`` (weights, with
+  the model's name, classes and normalisation in the header) and ``state.pt`` (everything
+  to resume exactly; plain tensors and numbers, read with ``weights_only=True``);
+- ``program``: ``.pt2`` programs from ``deepres export``/``deepres quantize``, checked
+  before ``torch.export.load`` so nothing is unpickled;
+- ``load``: ``load_model(path)`` for any of them.
+
+Weight files made elsewhere (torchvision, timm, DataParallel, CIFAR repos) are read by
+``deepres.models.weights``, since ``create_model(pretrained=...)`` needs them below here.
+"""
+
+from deepres.checkpoints.load import load_model
+from deepres.checkpoints.program import ProgramModel, load_program, save_program
+from deepres.checkpoints.run_files import (
+    BEST_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    load_state,
+    read_meta,
+    resolve_weights,
+    save_state,
+    save_weights,
+    unwrap,
+)
+
+__all__ = [
+    "BEST_FILE",
+    "MODEL_FILE",
+    "STATE_FILE",
+    "ProgramModel",
+    "load_model",
+    "load_program",
+    "load_state",
+    "read_meta",
+    "resolve_weights",
+    "save_program",
+    "save_state",
+    "save_weights",
+    "unwrap",
+]

@@ -1,0 +1,55 @@
+"""The ``deepres`` command: one module per subcommand, each with ``register(subparsers)``
+and ``run(args)``. argparse lives here only; the library below takes plain parameters."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from deepres.cli import (
+    bench,
+    eval,
+    experiment,
+    export,
+    info,
+    plot,
+    predict,
+    quantize,
+    serve,
+    train,
+)
+from deepres.cli.train import torchrun_command
+from deepres.errors import DeepresError
+
+COMMANDS = (info, train, eval, predict, bench, experiment, plot, export, quantize, serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepres", description="Deep residual networks: train, evaluate, ship."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except DeepresError as err:
+        print(f"deepres: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepres: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+__all__ = ["build_parser", "main", "torchrun_command"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Argument types shared by the commands: each refuses a bad value at parse time and says
+what is allowed, so no command starts work on a bad argument."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+
+def _int_in(text: str, low: int, high: int | None, allowed: str) -> int:
+    try:
+        value = int(text)
+        ok = value >= low and (high is None or value <= high)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _int_in(text, 1, None, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_in(text, 0, None, "an integer >= 0")
+
+
+def port_number(text: str) -> int:
+    return _int_in(text, 0, 65535, "a port number from 0 to 65535 (0: any free port)")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def node_count(text: str) -> str:
+    """torchrun's ``--nnodes``: N, or MIN:MAX for an elastic job."""
+    try:
+        counts = [int(part) for part in text.split(":")]
+    except ValueError:
+        counts = []
+    if len(counts) not in (1, 2) or counts[0] < 1 or counts[0] > counts[-1]:
+        raise argparse.ArgumentTypeError(f"must be N or MIN:MAX with 1 <= MIN <= MAX, got {text!r}")
+    return text
+
+
+def device_name(text: str) -> str:
+    """auto, cpu, cuda or cuda:N, where this machine has that device."""
+    if text == "auto":
+        return text
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        raise argparse.ArgumentTypeError(
+            f"{text}: this machine has {count} CUDA device(s); use auto or cpu"
+        )
+    return text
+
+
+def existing_path(text: str) -> str:
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
+    return text
+
+
+def existing_folder(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return text
+
+
+def add_checkpoint(
+    parser: argparse.ArgumentParser, what: str = "a run folder, .safetensors file or .pt2 program"
+) -> None:
+    """The ``--checkpoint`` option of the commands that read a trained model."""
+    parser.add_argument("--checkpoint", required=True, type=existing_path, help=what)

@@ -1,0 +1,46 @@
+"""``deepres predict --checkpoint RUN IMAGE...``: the top classes of image files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from deepres.cli.options import add_checkpoint, existing_path, positive_int
+from deepres.errors import DeepresError
+from deepres.inference import Predictor, expand_inputs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser("predict", help="top classes of image files")
+    add_checkpoint(pr)
+    pr.add_argument("images", nargs="+", type=existing_path, help="image files or folders")
+    pr.add_argument("--top-k", type=positive_int, default=5)
+    pr.add_argument("--json", action="store_true", help="print JSON")
+    pr.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    paths = expand_inputs(args.images)
+    if not paths:
+        raise DeepresError("no image files found in " + ", ".join(args.images))
+    predictor = Predictor(args.checkpoint)
+    results, failures = [], 0
+    for path in paths:
+        try:
+            prediction = predictor.predict_file(path, args.top_k)
+        except DeepresError as err:
+            failures += 1
+            results.append({"path": str(path), "error": str(err)})
+            if not args.json:
+                print(f"{path}: error: {err}", file=sys.stderr)
+            continue
+        results.append(prediction.as_dict())
+        if not args.json:
+            print(f"{path}")
+            for name, prob in prediction.top:
+                print(f"  {100 * prob:6.2f}%  {name}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    if failures:
+        raise DeepresError(f"{failures} of {len(paths)} file(s) could not be predicted")

@@ -1,0 +1,50 @@
+"""The learning rate at every step: pure functions of the step, so resuming needs no
+scheduler state (paper §3.4: start at 0.1, divide by 10 at the milestones; §4.2: the
+warm-up of ResNet-110)."""
+
+from __future__ import annotations
+
+import math
+
+from deepres.train.config import TrainConfig
+
+
+def lr_scale(cfg: TrainConfig) -> float:
+    """The linear scaling rule of Goyal et al. (2017), opt-in with ``--scale-lr REF``: the
+    learning rate is multiplied by global batch / REF (1 when off)."""
+    return cfg.batch_size / cfg.lr_scale_batch if cfg.lr_scale_batch else 1.0
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
+    """The learning rate at ``step`` of ``total``: a pure function, so resuming needs no
+    scheduler state."""
+    peak = cfg.lr * lr_scale(cfg)
+    warmup = int(cfg.warmup * (total if cfg.schedule == "onecycle" else steps_per_epoch))
+    if cfg.schedule == "onecycle":  # linear up from lr/25 to lr, then linear down to 0
+        if step < warmup:
+            return peak * (0.04 + 0.96 * step / warmup)
+        return peak * max(0.0, (total - step) / max(total - warmup, 1))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if cfg.schedule == "step":  # divide by 10 at each milestone (fractions of training)
+        passed = sum(step >= round(m * total) for m in cfg.milestones)
+        return peak * cfg.gamma**passed
+    if cfg.schedule == "cosine":
+        t = (step - warmup) / max(total - warmup, 1)
+        return peak * 0.5 * (1 + math.cos(math.pi * t))
+    return peak
+
+
+def warmup_lr(cfg: TrainConfig) -> float | None:
+    """He et al.'s warm-up learning rate, held until the training error falls below
+    ``--warmup-until-error`` (§4.2: 0.01 for ResNet-110 until the error is below 80%), or
+    None when the run has no such warm-up (none set, or the model is shallower than
+    ``--warmup-min-depth``)."""
+    if cfg.warmup_lr is None or _depth(cfg.model) < cfg.warmup_min_depth:
+        return None
+    return cfg.warmup_lr * lr_scale(cfg)
+
+
+def _depth(name: str) -> int:
+    digits = "".join(c for c in name if c.isdigit())
+    return int(digits) if digits else 0

@@ -1,0 +1,36 @@
+""" "Exact" is relative to the logits' size and needs the same top-5 classes."""
+
+import torch
+
+from deepres.inference import agreement
+
+
+def test_rounding_of_a_confident_model_is_exact():
+    """Logits near 4,900 that differ by 7e-4 (relative 1.5e-7): float rounding, not an error
+    (the absolute 1e-4 rule refused such an export)."""
+    reference = torch.linspace(-4900, 4900, 10).repeat(3, 1)
+    candidate = reference + 7e-4
+    result = agreement(reference, candidate)
+    assert result.exact and result.top5
+    assert abs(result.max_diff - 7e-4) < 1e-4
+
+
+def test_small_logits_keep_the_absolute_bound():
+    reference = torch.randn(4, 10)
+    assert agreement(reference, reference + 5e-5).exact
+    assert not agreement(reference, reference + 5e-4).exact
+
+
+def test_a_changed_top5_is_not_exact_even_when_close():
+    reference = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    candidate = reference.clone()
+    candidate[0, 5] = 1.5  # class 5 enters the top 5 and class 4 leaves it
+    result = agreement(reference, candidate)
+    assert not result.top5 and not result.exact
+
+
+def test_ties_may_reorder_within_the_tolerance():
+    reference = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 1.0 - 1e-6]])
+    candidate = reference.clone()
+    candidate[0, 5] += 2e-6  # the two tied classes swap places at rank 5
+    assert agreement(reference, candidate).exact
