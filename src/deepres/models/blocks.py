@@ -9,8 +9,25 @@ A block computes y = relu(F(x) + shortcut(x)). The shortcut follows the paper's 
 - ``"C"``: a 1x1 convolution + BN projection on every block.
 - ``"none"``: no shortcut at all: y = relu(F(x)), the *plain* network (§4.1).
 
-Module names follow torchvision (``conv1``, ``bn1``, ..., ``downsample.0``/``downsample.1``)
-so state dicts from torchvision, timm and common CIFAR code load unchanged.
+Options shared by both blocks, one for each later paper:
+
+- ``preact``: pre-activation (He et al., "Identity Mappings in Deep Residual Networks",
+  ECCV 2016, §4, Fig. 4e): BN and ReLU before each convolution, y = x + F(x) with nothing
+  after the addition.
+- ``attention="se"``: squeeze-and-excitation on F(x) before the addition (Hu et al.,
+  "Squeeze-and-Excitation Networks", CVPR 2018, §3 and Fig. 3).
+- ``dropout``: dropout before the block's last convolution, between the two 3x3 convolutions
+  of a basic block (Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016, §2.4).
+- ``avg_down``: a projection shortcut that averages 2x2 before an unstrided 1x1 convolution
+  (ResNet-D of He et al., "Bag of Tricks for Image Classification", CVPR 2019, §4.2, Fig. 2c).
+
+Bottlenecks also take ``groups`` and ``base_width`` for the grouped 3x3 convolution of ResNeXt
+(Xie et al., "Aggregated Residual Transformations", CVPR 2017, §3.3, Fig. 3c) and the wider
+bottleneck of Wide ResNet-50-2.
+
+Module names follow torchvision and timm (``conv1``, ``bn1``, ..., ``se.fc1``,
+``downsample.0``/``downsample.1``) so state dicts from torchvision, timm and common CIFAR code
+load unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +42,7 @@ from deepres.errors import DeepresError
 
 Shortcut = Literal["A", "B", "C", "none"]
 SHORTCUTS: tuple[str, ...] = ("A", "B", "C", "none")
+ATTENTIONS: tuple[str, ...] = ("se",)
 
 
 def check_shortcut(shortcut: str) -> str:
@@ -36,6 +54,15 @@ def check_shortcut(shortcut: str) -> str:
             " none for the plain network)"
         )
     return shortcut
+
+
+def check_block_options(attention: str | None, dropout: float) -> None:
+    if attention is not None and attention not in ATTENTIONS:
+        raise DeepresError(
+            f"unknown attention {attention!r}: choose None or 'se' (squeeze-and-excitation)"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise DeepresError(f"dropout must be in [0, 1), got {dropout}")
 
 
 class ZeroPadShortcut(nn.Module):
@@ -57,8 +84,33 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+def se_channels(channels: int, ratio: int = 16) -> int:
+    """Width of the SE bottleneck: ``channels / ratio`` with r = 16 (the paper's default), rounded
+    to the nearest multiple of 8 and at least 8 (the widths of timm's weight files)."""
+    return max(8, int(channels / ratio / 8 + 0.5) * 8)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al., 2018, §3, Fig. 3): global average pooling (squeeze),
+    two 1x1 layers with a ReLU between (excitation), and a sigmoid gate per channel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        reduced = se_channels(channels)
+        self.fc1 = nn.Conv2d(channels, reduced, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(reduced, channels, 1)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        squeezed = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.fc2(self.relu(self.fc1(squeezed))))
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(
+        in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False
+    )
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -66,65 +118,149 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 
 def make_shortcut(
-    shortcut: str, in_channels: int, out_channels: int, stride: int
+    shortcut: str,
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    preact: bool = False,
+    avg_down: bool = False,
 ) -> nn.Module | None:
-    """The ``downsample`` module of a block, or None for a plain identity (or no shortcut)."""
+    """The ``downsample`` module of a block, or None for a plain identity (or no shortcut).
+
+    A projection is a 1x1 convolution + BN; pre-activation blocks leave out the BN (their
+    projection reads the already normalised input). ``avg_down`` replaces the strided 1x1
+    convolution, which skips three inputs in four, by a 2x2 average pool and an unstrided
+    1x1 convolution (ResNet-D).
+    """
     reshape = stride != 1 or in_channels != out_channels
     if shortcut == "none" or (shortcut in ("A", "B") and not reshape):
         return None
     if shortcut == "A":
         return ZeroPadShortcut(in_channels, out_channels, stride)
-    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+    layers: list[nn.Module] = []
+    if avg_down:
+        pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+        layers += [pool if stride > 1 else nn.Identity(), conv1x1(in_channels, out_channels)]
+    else:
+        layers.append(conv1x1(in_channels, out_channels, stride))
+    if not preact:
+        layers.append(nn.BatchNorm2d(out_channels))
+    return nn.Sequential(*layers)
 
 
 class ResidualBlock(nn.Module):
-    """y = relu(F(x) + shortcut(x)); subclasses define F as ``residual`` and name its last BN."""
+    """A residual unit made of ``conv1``, ``conv2``, ... each with its BN ``bn1``, ``bn2``, ...
+
+    Post-activation (He et al., 2016a): conv-BN-ReLU, ..., conv-BN, then
+    y = relu(F(x) + shortcut(x)). Pre-activation (He et al., 2016b, Fig. 4e): BN-ReLU-conv, ...,
+    then y = F(x) + shortcut(x) with a clean identity path; a projection shortcut shares the
+    first BN-ReLU with F (as in the authors' code).
+    """
 
     expansion = 1
     downsample: nn.Module | None
     has_shortcut: bool
+    preact: bool
+    num_convs: int
+
+    def _assemble(
+        self,
+        convs: list[nn.Conv2d],
+        in_channels: int,
+        stride: int,
+        shortcut: Shortcut,
+        preact: bool,
+        attention: str | None,
+        dropout: float,
+        avg_down: bool,
+    ) -> None:
+        """Register the convolutions and BNs in forward order, then SE and the shortcut."""
+        check_shortcut(shortcut)
+        check_block_options(attention, dropout)
+        self.preact = preact
+        self.num_convs = len(convs)
+        for i, conv in enumerate(convs, start=1):
+            bn = nn.BatchNorm2d(conv.in_channels if preact else conv.out_channels)
+            pair = [(f"conv{i}", conv), (f"bn{i}", bn)]
+            for name, module in reversed(pair) if preact else pair:
+                self.add_module(name, module)
+        out_channels = convs[-1].out_channels
+        self.relu = nn.ReLU(inplace=True)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.se = SqueezeExcite(out_channels) if attention == "se" else nn.Identity()
+        self.downsample = make_shortcut(
+            shortcut, in_channels, out_channels, stride, preact, avg_down
+        )
+        self.has_shortcut = shortcut != "none"
+        # Pre-activation: a projection reads the normalised input; identity and zero-padding
+        # (option A) keep the raw one, so the identity path stays clean.
+        self.shortcut_preact = preact and isinstance(self.downsample, nn.Sequential)
+
+    def _layer(self, i: int) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+        return getattr(self, f"conv{i}"), getattr(self, f"bn{i}")
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """F(x): the block's output before the addition (and, post-activation, its ReLU).
+        A pre-activation block takes x already through ``bn1`` and ReLU (see ``forward``)."""
+        last = self.num_convs
+        for i in range(1, last + 1):
+            conv, bn = self._layer(i)
+            if self.preact and i > 1:
+                x = self.relu(bn(x))
+            x = conv(self.drop(x) if i == last else x)
+            if not self.preact:
+                x = bn(x) if i == last else self.relu(bn(x))
+        return self.se(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.preact:
+            activated = self.relu(self.bn1(x))
+            out = self.residual(activated)
+            if not self.has_shortcut:
+                return out
+            if self.downsample is None:
+                return out + x
+            return out + self.downsample(activated if self.shortcut_preact else x)
         out = self.residual(x)
         if self.has_shortcut:
             out = out + (x if self.downsample is None else self.downsample(x))
         return self.relu(out)
 
+    def zero_init_last(self) -> None:
+        """Start F(x) at zero, so the block begins as the identity: the last BN's scale
+        (Goyal et al., 2017) or, in a pre-activation block, the last convolution."""
+        conv, bn = self._layer(self.num_convs)
+        nn.init.zeros_(conv.weight if self.preact else bn.weight)
+
 
 class BasicBlock(ResidualBlock):
-    """Two 3x3 convolutions (Fig. 5 left): ResNet-18/34 and every CIFAR net."""
+    """Two 3x3 convolutions (Fig. 5 left): ResNet-18/34 and the CIFAR nets, Wide ResNets."""
 
     expansion = 1
 
     def __init__(
-        self, in_channels: int, planes: int, stride: int = 1, shortcut: Shortcut = "B"
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        shortcut: Shortcut = "B",
+        *,
+        preact: bool = False,
+        attention: str | None = None,
+        dropout: float = 0.0,
+        avg_down: bool = False,
     ) -> None:
         super().__init__()
-        out_channels = planes * self.expansion
-        self.conv1 = conv3x3(in_channels, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, out_channels)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
-        self.has_shortcut = shortcut != "none"
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """F(x): the block's output before the addition and the last ReLU."""
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.bn2(self.conv2(out))
-
-    @property
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn2
+        convs = [conv3x3(in_channels, planes, stride), conv3x3(planes, planes * self.expansion)]
+        self._assemble(convs, in_channels, stride, shortcut, preact, attention, dropout, avg_down)
 
 
 class Bottleneck(ResidualBlock):
-    """1x1 reduce, 3x3, 1x1 restore (Fig. 5 right): ResNet-50/101/152.
+    """1x1 reduce, 3x3, 1x1 restore (Fig. 5 right): ResNet-50/101/152, ResNeXt, WRN-50-2.
 
+    The 3x3 convolution has ``groups`` groups of ``planes * base_width / 64`` channels each
+    (ResNeXt's cardinality C and width d: 32x4d is groups=32, base_width=4; a plain
+    bottleneck is groups=1, base_width=64; Wide ResNet-50-2 is base_width=128).
     ``stride_in_1x1=False`` puts the stride on the 3x3 convolution, as torchvision does
     ("ResNet v1.5"); ``True`` is the paper's original placement on the first 1x1.
     """
@@ -138,25 +274,20 @@ class Bottleneck(ResidualBlock):
         stride: int = 1,
         shortcut: Shortcut = "B",
         stride_in_1x1: bool = False,
+        *,
+        groups: int = 1,
+        base_width: int = 64,
+        preact: bool = False,
+        attention: str | None = None,
+        dropout: float = 0.0,
+        avg_down: bool = False,
     ) -> None:
         super().__init__()
-        out_channels = planes * self.expansion
+        width = int(planes * base_width / 64) * groups
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = conv1x1(in_channels, planes, stride_1x1)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride_3x3)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, out_channels)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
-        self.has_shortcut = shortcut != "none"
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
-
-    @property
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn3
+        convs = [
+            conv1x1(in_channels, width, stride_1x1),
+            conv3x3(width, width, stride_3x3, groups),
+            conv1x1(width, planes * self.expansion),
+        ]
+        self._assemble(convs, in_channels, stride, shortcut, preact, attention, dropout, avg_down)

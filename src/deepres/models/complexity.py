@@ -70,10 +70,13 @@ def stage_table(
 
 def _run_once(model: nn.Module, input_size: int, in_chans: int | None) -> None:
     channels = in_chans or getattr(model, "in_chans", 3)
+    # On the model's device: a model built under ``torch.device("meta")`` is counted
+    # without allocating or initialising any weight.
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, channels, input_size, input_size))
+            model(torch.zeros(1, channels, input_size, input_size, device=device))
     finally:
         model.train(was_training)

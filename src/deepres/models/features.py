@@ -39,7 +39,7 @@ class FeatureListNet(nn.Module):
         self.in_chans = model.in_chans
         self.return_modules = [info["module"] for info in self.feature_info]
         # Keep the modules up to the last one needed, in forward order.
-        names = ["conv1", "bn1", "relu", "maxpool", *model.stage_names]
+        names = model.module_order
         stop = max(names.index(m) for m in self.return_modules)
         for name in names[: stop + 1]:
             self.add_module(name, getattr(model, name))

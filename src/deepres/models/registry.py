@@ -30,22 +30,42 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(fnmatch.filter(_MODELS, pattern), key=_natural_key)
 
 
-def get_builder(name: str) -> Callable[..., nn.Module]:
-    """The builder registered as ``name``; other CIFAR depths 6n+2 (``resnet8``,
-    ``plain14``, ...) are built on demand with the same options as the listed ones."""
-    cifar = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    if name not in _MODELS and cifar and int(cifar[2]) >= 8 and (int(cifar[2]) - 2) % 6 == 0:
-        from deepres.models.resnet import cifar_resnet
+def on_demand(name: str) -> Callable[..., nn.Module] | None:
+    """A builder for an unlisted depth of a depth-parametrised family, or None: CIFAR
+    ResNets and plain nets 6n+2 (``resnet8``, ``plain14``), pre-activation CIFAR ResNets
+    (``preact_resnet272``) and Wide ResNets WRN-d-k (``wrn22_2``)."""
+    from deepres.models import families, resnet
 
+    cifar = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if cifar and int(cifar[2]) >= 8 and (int(cifar[2]) - 2) % 6 == 0:
         depth, defaults = int(cifar[2]), {"shortcut": "none"} if cifar[1] == "plain" else {}
-        return lambda **kwargs: cifar_resnet(depth, **{**defaults, **kwargs})
-    if name not in _MODELS:
+        return lambda **kwargs: resnet.cifar_resnet(depth, **{**defaults, **kwargs})
+    preact = re.fullmatch(r"preact_resnet(\d+)", name)
+    if preact:
+        depth = int(preact[1])
+        families.preact_blocks(depth)  # a bad depth is refused here, with the rule
+        return lambda **kwargs: families.cifar_preact_resnet(depth, **kwargs)
+    wide = re.fullmatch(r"wrn(\d+)_(\d+)", name)
+    if wide:
+        depth, width = int(wide[1]), int(wide[2])
+        families.check_wide_resnet(depth, width)
+        return lambda **kwargs: families.cifar_wide_resnet(depth, width, **kwargs)
+    return None
+
+
+def get_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``name``, or one built on demand (see ``on_demand``) with
+    the same options as the listed ones."""
+    if name in _MODELS:
+        return _MODELS[name]
+    builder = on_demand(name)
+    if builder is None:
         close = difflib.get_close_matches(name, _MODELS, n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise DeepresError(
             f"unknown model {name!r}.{hint} See deepres.list_models() for all {len(_MODELS)} names."
         )
-    return _MODELS[name]
+    return builder
 
 
 def create_model(
@@ -58,11 +78,13 @@ def create_model(
     """Build a model by name.
 
     Args:
-        name: a name from ``list_models()`` (e.g. ``"resnet50"``, ``"resnet20"``, ``"plain56"``).
+        name: a name from ``list_models()`` (e.g. ``"resnet50"``, ``"resnet20"``, ``"wrn28_10"``)
+            or an on-demand depth (``"resnet8"``, ``"preact_resnet272"``, ``"wrn22_2"``).
         pretrained: path of a weight file (safetensors or a torch state dict) to load.
         features_only: return a backbone whose forward gives the per-stage feature maps.
         out_indices: which feature maps (indices into ``model.feature_info``) to return.
-        **kwargs: ``num_classes``, ``in_chans``, ``shortcut``, ``zero_init_residual``, ...
+        **kwargs: ``num_classes``, ``in_chans``, ``shortcut``, ``zero_init_residual``,
+            ``preact``, ``groups``, ``attention``, ``dropout``, ... (see ``ResNet``).
     """
     try:
         model = get_builder(name)(**kwargs)

@@ -8,7 +8,9 @@ One ``ResNet`` class serves both families of the paper:
   filters on 32/16/8 maps, global average pool, 10-way FC: 6n+2 weighted layers.
   Shortcut A by default.
 
-The *plain* twins (§4.1) are the same networks with ``shortcut="none"``.
+The *plain* twins (§4.1) are the same networks with ``shortcut="none"``. The later families
+(pre-activation, ResNeXt, Wide ResNet, ResNet-D, SE; builders in ``deepres.models.families``)
+are the same class with a few options: see ``ResNet`` and ``deepres.models.blocks``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,20 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from deepres.errors import DeepresError
-from deepres.models.blocks import BasicBlock, Bottleneck, ResidualBlock, Shortcut, check_shortcut
+from deepres.models.blocks import (
+    BasicBlock,
+    Bottleneck,
+    ResidualBlock,
+    Shortcut,
+    check_block_options,
+    check_shortcut,
+    conv3x3,
+)
 from deepres.models.registry import register_model
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 CIFAR_WIDTHS = (16, 32, 64)
+STEMS = ("imagenet", "deep", "cifar")
 
 
 def check_input(x: torch.Tensor, in_chans: int) -> None:
@@ -60,6 +71,31 @@ def keep_batchnorm_stats(module: nn.Module) -> Iterator[None]:
             buffer.copy_(value)
 
 
+def check_options(
+    block: type[ResidualBlock],
+    layers: list[int],
+    widths: tuple[int, ...],
+    stem: str,
+    num_classes: int,
+    in_chans: int,
+    groups: int,
+    base_width: int,
+) -> None:
+    """Refuse, with the fix, the option values ``ResNet`` cannot build."""
+    if stem not in STEMS:
+        raise DeepresError(f"unknown stem {stem!r}: choose 'imagenet', 'deep' or 'cifar'")
+    if len(layers) != len(widths) or min(layers) < 1:
+        raise DeepresError(f"layers {layers} must give >= 1 block for each of {widths}")
+    if num_classes < 0 or in_chans < 1:
+        raise DeepresError(
+            f"need num_classes >= 0 and in_chans >= 1, got {num_classes}, {in_chans}"
+        )
+    if groups < 1 or base_width < 1:
+        raise DeepresError(f"need groups >= 1 and base_width >= 1, got {groups}, {base_width}")
+    if block is not Bottleneck and (groups, base_width) != (1, 64):
+        raise DeepresError("groups and base_width (ResNeXt, wide bottlenecks) need Bottleneck")
+
+
 class ResNet(nn.Module):
     """A residual (or plain) network; build one with a named builder or ``create_model``.
 
@@ -68,14 +104,22 @@ class ResNet(nn.Module):
         layers: number of blocks in each stage.
         widths: base width (``planes``) of each stage; the first stage has stride 1, the
             others stride 2.
-        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (3x3 conv).
+        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool), ``"deep"`` (three 3x3 convs, the
+            first /2, + max-pool: ResNet-C of He et al. 2019, §4.2) or ``"cifar"`` (3x3 conv).
         num_classes: size of the classifier; 0 removes it (``forward`` returns features).
         in_chans: channels of the input images (3 for RGB, 1 for grayscale).
         shortcut: ``"A"``, ``"B"``, ``"C"`` or ``"none"`` (see ``deepres.models.blocks``).
-        zero_init_residual: start the last BN gamma of every block at zero, so each block
-            begins as the identity (Goyal et al., 2017).
+        zero_init_residual: start every residual branch at zero, so each block begins as
+            the identity (Goyal et al., 2017).
         stride_in_1x1: bottlenecks only: stride on the first 1x1 (the paper) instead of the
             3x3 (torchvision, "v1.5").
+        stem_width: output channels of the stem (default: ``widths[0]``).
+        groups, base_width: bottlenecks only: the grouped 3x3 convolution of ResNeXt.
+        avg_down: ResNet-D projection shortcuts (2x2 average pool, then a 1x1 convolution).
+        preact: pre-activation blocks (He et al., ECCV 2016); the stem is then only its
+            convolution (and max-pool), and one BN-ReLU (``final_bn``) precedes the pooling.
+        attention: ``"se"`` for squeeze-and-excitation in every block (Hu et al., 2018).
+        dropout: dropout before the last convolution of every block (Wide ResNets, §2.4).
     """
 
     def __init__(
@@ -89,48 +133,40 @@ class ResNet(nn.Module):
         shortcut: Shortcut = "B",
         zero_init_residual: bool = False,
         stride_in_1x1: bool = False,
+        *,
+        stem_width: int | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        avg_down: bool = False,
+        preact: bool = False,
+        attention: str | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_shortcut(shortcut)
-        if stem not in ("imagenet", "cifar"):
-            raise DeepresError(f"unknown stem {stem!r}: choose 'imagenet' or 'cifar'")
-        if len(layers) != len(widths) or min(layers) < 1:
-            raise DeepresError(f"layers {layers} must give >= 1 block for each of {widths}")
-        if num_classes < 0 or in_chans < 1:
-            raise DeepresError(
-                f"need num_classes >= 0 and in_chans >= 1, got {num_classes}, {in_chans}"
-            )
+        check_block_options(attention, dropout)
+        check_options(block, layers, widths, stem, num_classes, in_chans, groups, base_width)
         self.in_chans = in_chans
-        self.default_input_size = 224 if stem == "imagenet" else 32
+        self.default_input_size = 32 if stem == "cifar" else 224
         self.shortcut = shortcut
-        stem_width = widths[0]
-        if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False)
-        else:
-            self.conv1 = nn.Conv2d(in_chans, stem_width, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem_width)
-        self.relu = nn.ReLU(inplace=True)
-        stem_stride = 2 if stem == "imagenet" else 1
-        self.feature_info = [dict(num_chs=stem_width, reduction=stem_stride, module="relu")]
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
-
-        channels, reduction = stem_width, stem_stride * (2 if stem == "imagenet" else 1)
-        self.stage_names: list[str] = []
-        for index, (planes, depth) in enumerate(zip(widths, layers, strict=True)):
-            stride = 1 if index == 0 else 2
-            reduction *= stride
-            extra = {"stride_in_1x1": stride_in_1x1} if block is Bottleneck else {}
-            blocks = []
-            for i in range(depth):
-                blocks.append(
-                    block(channels, planes, stride if i == 0 else 1, shortcut=shortcut, **extra)
-                )
-                channels = planes * block.expansion
-            name = f"layer{index + 1}"
-            self.add_module(name, nn.Sequential(*blocks))
-            self.stage_names.append(name)
-            self.feature_info.append(dict(num_chs=channels, reduction=reduction, module=name))
-
+        self.preact = preact
+        stem_width = stem_width or widths[0]
+        reduction = self._make_stem(stem, in_chans, stem_width, preact)
+        options: dict = {
+            "shortcut": shortcut,
+            "preact": preact,
+            "attention": attention,
+            "dropout": dropout,
+            "avg_down": avg_down,
+        }
+        if block is Bottleneck:
+            options.update(stride_in_1x1=stride_in_1x1, groups=groups, base_width=base_width)
+        channels = self._make_stages(block, layers, widths, stem_width, reduction, options)
+        # Pre-activation: the last block's sum still needs its BN-ReLU (He et al. 2016b, Fig. 4e).
+        self.final_bn = nn.BatchNorm2d(channels) if preact else nn.Identity()
+        self.final_relu = nn.ReLU(inplace=True) if preact else nn.Identity()
+        if preact:
+            self.feature_info[-1]["module"] = "final_relu"
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc: nn.Module = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
@@ -138,8 +174,58 @@ class ResNet(nn.Module):
         self.grad_checkpointing = False
         self._init_weights(zero_init_residual)
 
+    def _make_stem(self, stem: str, in_chans: int, width: int, preact: bool) -> int:
+        """``conv1``, ``bn1``, ``relu``, ``maxpool``; returns the stem's stride. In a
+        pre-activation network the first block's BN-ReLU follows, so ``bn1`` and ``relu``
+        are identities (as in the authors' CIFAR code and timm's ResNet-V2)."""
+        if stem == "imagenet":
+            self.conv1: nn.Module = nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)
+        elif stem == "deep":  # ResNet-C: three 3x3 convolutions instead of the 7x7
+            mid = width // 2
+            self.conv1 = nn.Sequential(
+                *(conv3x3(in_chans, mid, 2), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)),
+                *(conv3x3(mid, mid), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)),
+                conv3x3(mid, width),
+            )
+        else:
+            self.conv1 = conv3x3(in_chans, width)
+        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(width)
+        self.relu = nn.Identity() if preact else nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(3, stride=2, padding=1)
+        stride = 1 if stem == "cifar" else 2
+        stem_out = "conv1" if preact else "relu"
+        self.feature_info = [dict(num_chs=width, reduction=stride, module=stem_out)]
+        return stride * stride  # and the max-pool's
+
+    def _make_stages(
+        self,
+        block: type[ResidualBlock],
+        layers: list[int],
+        widths: tuple[int, ...],
+        channels: int,
+        reduction: int,
+        options: dict,
+    ) -> int:
+        """``layer1``, ``layer2``, ...; returns the output channels of the last stage."""
+        self.stage_names: list[str] = []
+        for index, (planes, depth) in enumerate(zip(widths, layers, strict=True)):
+            stride = 1 if index == 0 else 2
+            reduction *= stride
+            blocks = []
+            for i in range(depth):
+                blocks.append(block(channels, planes, stride if i == 0 else 1, **options))
+                channels = planes * block.expansion
+            name = f"layer{index + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+            self.feature_info.append(dict(num_chs=channels, reduction=reduction, module=name))
+        return channels
+
     def _init_weights(self, zero_init_residual: bool) -> None:
-        """He initialisation (He et al., 2015) for convolutions; BN starts as the identity."""
+        """He initialisation (He et al., 2015) for convolutions; BN starts as the identity.
+        A model built on the meta device (only to count it) has no values to initialise."""
+        if next(self.parameters()).is_meta:
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -149,7 +235,12 @@ class ResNet(nn.Module):
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, ResidualBlock):
-                    nn.init.zeros_(m.last_bn.weight)
+                    m.zero_init_last()
+
+    @property
+    def module_order(self) -> list[str]:
+        """Names of the top-level modules in the order ``forward_features`` runs them."""
+        return ["conv1", "bn1", "relu", "maxpool", *self.stage_names, "final_bn", "final_relu"]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Activation checkpointing (timm's name for it): in training, each block keeps only
@@ -160,7 +251,8 @@ class ResNet(nn.Module):
         self.grad_checkpointing = enable
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last stage's feature map (before global pooling)."""
+        """The last stage's feature map (before global pooling; after the final BN-ReLU of
+        a pre-activation network)."""
         check_input(x, self.in_chans)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for name in self.stage_names:
@@ -175,7 +267,7 @@ class ResNet(nn.Module):
                     )
             else:
                 x = stage(x)
-        return x
+        return self.final_relu(self.final_bn(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pool and classifier; ``pre_logits`` stops before the FC."""
@@ -203,7 +295,7 @@ class ResNet(nn.Module):
 
 
 def _imagenet(block: type[ResidualBlock], layers: list[int], **kwargs) -> ResNet:
-    return ResNet(block, layers, IMAGENET_WIDTHS, stem="imagenet", **kwargs)
+    return ResNet(block, layers, IMAGENET_WIDTHS, **{"stem": "imagenet", **kwargs})
 
 
 @register_model
@@ -256,8 +348,8 @@ def cifar_resnet(depth: int, **kwargs) -> ResNet:
     if depth < 8 or (depth - 2) % 6:
         raise DeepresError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, ...), got {depth}")
     n = (depth - 2) // 6
-    options = {"shortcut": "A", "num_classes": 10, **kwargs}
-    return ResNet(BasicBlock, [n, n, n], CIFAR_WIDTHS, stem="cifar", **options)
+    options = {"stem": "cifar", "shortcut": "A", "num_classes": 10, **kwargs}
+    return ResNet(BasicBlock, [n, n, n], CIFAR_WIDTHS, **options)
 
 
 def _cifar_plain(depth: int, **kwargs) -> ResNet:

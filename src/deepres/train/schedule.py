@@ -5,6 +5,7 @@ warm-up of ResNet-110)."""
 from __future__ import annotations
 
 import math
+import re
 
 from deepres.train.config import TrainConfig
 
@@ -46,5 +47,7 @@ def warmup_lr(cfg: TrainConfig) -> float | None:
 
 
 def _depth(name: str) -> int:
-    digits = "".join(c for c in name if c.isdigit())
-    return int(digits) if digits else 0
+    """The depth a model name states: its first number (``resnet110``, ``wrn28_10``,
+    ``resnext29_8x64d``); 0 when it has none."""
+    found = re.search(r"\d+", name)
+    return int(found[0]) if found else 0
