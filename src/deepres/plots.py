@@ -80,6 +80,7 @@ class Panel:
     xlabel: str = ""
     ylabel: str = ""
     ylim: tuple[float, float] | None = None
+    yscale: str = "linear"  # or "log": losses that span orders of magnitude
     xticks: Sequence[float] | None = None
     legend_extra: list[Line] = field(default_factory=list)
 
@@ -115,6 +116,7 @@ def plot_panels(
         ax.set_ylabel(panel.ylabel)
         if panel.title:
             ax.set_title(panel.title)
+        ax.set_yscale(panel.yscale)
         if panel.ylim:
             ax.set_ylim(*panel.ylim)
         if panel.xticks is not None:

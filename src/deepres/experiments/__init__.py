@@ -12,8 +12,8 @@ resumed), then writes ``report.md`` and PNG figures from the runs' metrics files
 - ``runs``: training the runs, keeping finished ones and resuming interrupted ones.
 - ``reports``: reading the runs' results; markdown tables and ``report.md``.
 - ``model_names``: CIFAR network names (``plain20``, ``resnet56``) and their paper spelling.
-- ``degradation``, ``cifar_table``, ``layer_responses``, ``shortcuts``: one experiment
-  each.
+- ``degradation``, ``cifar_table``, ``layer_responses``, ``shortcuts``, ``extreme_depth``: one
+  experiment each.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ EXPERIMENTS = {
     "cifar-table": "paper Table 6: CIFAR-10 test error of ResNet-20 ... 110",
     "layer-responses": "paper Fig. 7: std of layer responses, plain vs ResNet",
     "shortcuts": "paper Table 3 on CIFAR: shortcut options A, B, C",
+    "extreme-depth": "ResNet-1202 vs pre-activation ResNet-1001 (and ResNet-110, pre-act 164)",
 }
 
 
@@ -42,6 +43,7 @@ def run_experiment(name: str, options: ExperimentOptions | None = None, **fields
     from deepres.experiments import (
         cifar_table,
         degradation,
+        extreme_depth,
         layer_responses,
         shortcuts,
     )
@@ -59,6 +61,7 @@ def run_experiment(name: str, options: ExperimentOptions | None = None, **fields
             "degradation": degradation,
             "cifar-table": cifar_table,
             "shortcuts": shortcuts,
+            "extreme-depth": extreme_depth,
         }
         return module[name].run(settings)
 

@@ -29,6 +29,36 @@ from deepres.errors import DeepresError
 RECIPE = "he2016-cifar"
 DEFAULT_DATA = "cifar10-jpeg"
 
+# The extreme-depth experiment's small budget. Measured on this 2-core CPU while shared with
+# other work: with 2 threads one iteration of ResNet-1202 (batch 8, 28x28) took 95-133 s, as
+# its thousands of small operations each wait for both threads; with one thread (--threads 1)
+# an iteration of batch 5 took 7.2 s, about 1.45 s per image forward and backward. All four
+# nets cost about 22 s per iteration of batch 8 that way (ResNet-1202 about half of it).
+# Fashion-MNIST (28x28, one channel) is 23% cheaper per image than CIFAR and its classes are
+# learnt in few iterations. 60 iterations of batch 8 (6 epochs on 8 images per class), tested
+# on 2 images per class after every epoch, plus the memory measurement, fit in about 30 minutes
+# on the shared machine; gradient checkpointing is off: at batch 8 every net fits in a few GB
+# of RAM (see the memory table) and recomputation costs about a third more time.
+SMALL_EXTREME_DEPTH: dict[str, Any] = {
+    "description": (
+        "a CPU budget for 1000-layer nets: 6 epochs of 10 iterations of batch 8 on 8 training "
+        "images per class (60 iterations), lr 0.01 (he2016's warm-up) until the training error "
+        "is below 80%, then a one-cycle lr (peak 0.02, down to 0 at the end), tested on 2 images "
+        "per class after every epoch; memory measured on 2 iterations of batch 8"
+    ),
+    "train": {
+        "epochs": 6,
+        "batch_size": 8,
+        "train_subset": 8,
+        "test_subset": 2,
+        "lr": 0.02,
+        "schedule": "onecycle",
+        "warmup": 0.3,
+    },
+    "checkpointing": [],
+    "memory": {"batch": 8, "iters": 2},
+}
+
 BUDGETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "description": "a smoke test: 3 epochs on 16 images per class, tested on 10 per class",
@@ -43,6 +73,18 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "cifar-table": [8, 14],
             "layer-responses": [8, 14],
             "shortcuts": [8],
+            "extreme-depth": [],
+        },
+        "extreme-depth": {
+            "description": (
+                "a smoke test of the real 1202- and 1001-layer nets: 2 epochs of 2 iterations of "
+                "batch 5 on 1 image per class, tested on 1 image per class; memory measured on 1 "
+                "iteration of batch 2 (the test feeds 8x8 images, at 32x32 the two "
+                "1000-layer nets take minutes on a CPU)"
+            ),
+            "train": {"epochs": 2, "batch_size": 5, "train_subset": 1, "test_subset": 1},
+            "checkpointing": ["resnet1202", "preact_resnet1001"],
+            "memory": {"batch": 2, "iters": 1},
         },
         "seeds": 1,
         "response_images": 100,
@@ -53,7 +95,11 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "batch 32), one-cycle learning rate (up to 0.05 over the first 30% of training, "
             "then down to 0), tested on 100 images per class after every epoch"
         ),
-        "data": {"degradation": "fashion-mnist", "layer-responses": "fashion-mnist"},
+        "data": {
+            "degradation": "fashion-mnist",
+            "layer-responses": "fashion-mnist",
+            "extreme-depth": "fashion-mnist",
+        },
         "train": {
             "epochs": 24,
             "batch_size": 32,
@@ -69,7 +115,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "cifar-table": [20, 32, 44, 56],
             "layer-responses": [20, 56],
             "shortcuts": [20],
+            "extreme-depth": [],
         },
+        "extreme-depth": SMALL_EXTREME_DEPTH,
         "seeds": 1,
         "response_images": 500,
     },
@@ -84,6 +132,20 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "cifar-table": [20, 32, 44, 56, 110],
             "layer-responses": [20, 56, 110],
             "shortcuts": [32],
+            "extreme-depth": [],
+        },
+        "extreme-depth": {
+            "description": (
+                "the papers' recipe: 64k iterations of batch 128 on all 50k training images, lr "
+                "0.1 divided by 10 at 32k and 48k, warm-up at lr 0.01 until the training error "
+                "is below 80% (about 400 iterations; He et al. 2016 §4.2 for ResNet-110/1202, "
+                "and the same schedule in the Identity Mappings paper for the pre-activation "
+                "nets), tested on all 10k test images; gradient checkpointing for the two "
+                "1000-layer nets (batch 128 of pre-act ResNet-1001 needs tens of GiB without it)"
+            ),
+            "train": {},
+            "checkpointing": ["resnet1202", "preact_resnet1001"],
+            "memory": {"batch": 128, "iters": 3},
         },
         "seeds": 5,
         "response_images": 1000,
