@@ -32,6 +32,7 @@ from deepres.models import (
 __version__ = "0.1.0"
 
 _LAZY = {
+    "backbone": "deepres.backbones",
     "load_model": "deepres.checkpoints",
     "optimize_for_inference": "deepres.inference",
     "Predictor": "deepres.inference",
@@ -46,6 +47,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "backbone",
     "DeepresError",
     "FeatureListNet",
     "Predictor",
