@@ -4,7 +4,7 @@ The data: CIFAR-10 objects of three classes pasted onto Imagenette photographs (
 ``deepres.backbones.paste_data``), generated once into ``--out``. Scored on held-out images
 (other objects, other backgrounds) with pycocotools' COCOeval.
 
-    python examples/detection.py                 # default budget: about 20 minutes
+    python examples/detection.py                 # default budget: 16 minutes of training
     python examples/detection.py --budget tiny   # seconds: a smoke test
 """
 

@@ -4,7 +4,7 @@ on CPU, and score its masks against the trivial all-background answer.
 The data: the pasted set of ``examples/detection.py`` (CIFAR-10 objects of three classes
 on Imagenette photographs; its masks as a class map: 0 background, 1-3 the classes).
 
-    python examples/segmentation.py                 # default budget: about 10 minutes
+    python examples/segmentation.py                 # default budget: 9 minutes of training
     python examples/segmentation.py --budget tiny   # seconds: a smoke test
 """
 
