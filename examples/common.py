@@ -113,6 +113,16 @@ class Schedule:
         self.step += 1
         return self.optimizer.param_groups[0]["lr"]
 
+    def log(self, loss: float, detail: str = "") -> None:
+        """A progress line every 25 steps, for the first two and for the last."""
+        if self.step % 25 == 0 or self.step <= 2 or self.done():
+            lr = self.optimizer.param_groups[0]["lr"]
+            print(
+                f"step {self.step:5d}  {self.elapsed() / 60:5.1f} min  lr {lr:.2e}  "
+                f"loss {loss:.3f}{f' ({detail})' if detail else ''}",
+                flush=True,
+            )
+
 
 def batches(n: int, batch_size: int, seed: int):
     """Endless shuffled batches of indices."""

@@ -81,7 +81,7 @@ def train(model: FasterRCNN, data: PasteDataset, args) -> None:
     for indices in batches(len(data), args.batch_size, args.seed):
         if schedule.done():
             break
-        lr = schedule.advance()
+        schedule.advance()
         samples = [data[i] for i in indices]
         samples = [flip(*s) if torch.rand((), generator=generator) < 0.5 else s for s in samples]
         losses = model([s[0] for s in samples], [s[1] for s in samples])
@@ -89,13 +89,8 @@ def train(model: FasterRCNN, data: PasteDataset, args) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if schedule.step % 25 == 0 or schedule.step <= 2 or schedule.done():
-            parts = " ".join(f"{k.removeprefix('loss_')} {v.item():.3f}" for k, v in losses.items())
-            print(
-                f"step {schedule.step:5d}  {schedule.elapsed() / 60:5.1f} min  lr {lr:.2e}  "
-                f"loss {loss.item():.3f} ({parts})",
-                flush=True,
-            )
+        parts = " ".join(f"{k.removeprefix('loss_')} {v.item():.3f}" for k, v in losses.items())
+        schedule.log(loss.item(), parts)
 
 
 def coco_ground_truth(data: PasteDataset) -> COCO:

@@ -45,19 +45,14 @@ def train(model: torch.nn.Module, data: PasteDataset, args) -> None:
     for indices in batches(len(data), args.batch_size, args.seed):
         if schedule.done():
             break
-        lr = schedule.advance()
+        schedule.advance()
         flips = torch.rand(len(indices), generator=generator) < 0.5
         images, labels = batch(data, indices, flips)
         loss = F.cross_entropy(model(images)["out"], labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if schedule.step % 25 == 0 or schedule.step <= 2 or schedule.done():
-            print(
-                f"step {schedule.step:5d}  {schedule.elapsed() / 60:5.1f} min  lr {lr:.2e}  "
-                f"loss {loss.item():.3f}",
-                flush=True,
-            )
+        schedule.log(loss.item())
 
 
 def iou(confusion: torch.Tensor) -> torch.Tensor:
