@@ -16,13 +16,14 @@ from deepres.cli import (
     plot,
     predict,
     quantize,
+    recipes,
     serve,
     train,
 )
 from deepres.cli.train import torchrun_command
 from deepres.errors import DeepresError
 
-COMMANDS = (info, train, eval, predict, bench, experiment, plot, export, quantize, serve)
+COMMANDS = (info, train, recipes, eval, predict, bench, experiment, plot, export, quantize, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,11 @@ def train_options(parser: argparse.ArgumentParser) -> None:
         type=existing_folder,
         help="folder holding the named data sets (default $DEEPRES_DATA, then ../shared/data)",
     )
-    add("--recipe", help="he2016-cifar, he2016-imagenet or fast-cpu")
+    add(
+        "--recipe",
+        help="a built-in recipe (deepres recipes lists them) or a JSON/YAML file of "
+        "options, such as a run's config.json",
+    )
     optimisation_options(parser)
     model_and_data_options(parser)
     runtime_options(parser)
@@ -71,6 +75,16 @@ def optimisation_options(parser: argparse.ArgumentParser) -> None:
     add("--warmup", type=float, help="linear warm-up in epochs (onecycle: fraction)")
     add("--label-smoothing", type=float)
     add("--grad-accum-steps", type=positive_int)
+    add(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="also keep an exponential moving average of the weights (and BatchNorm "
+        "statistics), such as 0.999; evaluated beside them, saved as ema.safetensors",
+    )
+    add("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA); 0 = off")
+    add("--cutmix", type=float, metavar="ALPHA", help="cutmix with Beta(ALPHA, ALPHA); 0 = off")
+    add("--mix-prob", type=float, metavar="P", help="mix this share of the batches (default 1)")
 
 
 def model_and_data_options(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +97,18 @@ def model_and_data_options(parser: argparse.ArgumentParser) -> None:
         type=existing_path,
         help="start from the weights in this file (safetensors or torch)",
     )
-    add("--augment", choices=AUGMENTS)
+    add(
+        "--augment",
+        choices=AUGMENTS,
+        help="randaugment / trivial: the data's crops and flips, then RandAugment or "
+        "TrivialAugmentWide on each image",
+    )
+    add(
+        "--random-erasing",
+        type=float,
+        metavar="P",
+        help="erase a random rectangle of each training image with probability P",
+    )
     add("--image-size", type=positive_int, help="crop size for image-folder data (224)")
     add("--train-subset", type=positive_int, help="use only the first K images of each class")
     add("--test-subset", type=positive_int, help="test on the first K images of each class")
@@ -112,7 +137,13 @@ def runtime_options(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=non_negative_int)
     add("--eval-every", type=positive_int, help="evaluate every N epochs")
     add("--checkpoint-every", type=positive_int, help="also checkpoint every N iterations")
-    add("--progress", choices=["auto", "bar", "lines", "off"])
+    add(
+        "--progress",
+        choices=["auto", "bar", "lines", "off"],
+        help="auto: a bar on a terminal, else lines (step, loss, img/s, ETA) every "
+        "--progress-every seconds",
+    )
+    add("--progress-every", type=float, metavar="SECONDS", help="between progress lines (30)")
     add("--detect-anomaly", action=argparse.BooleanOptionalAction, default=None)
     add("--out", help="run folder (default runs/MODEL-DATA)")
     add("--resume", metavar="RUN", help="continue the run in this folder")

@@ -18,7 +18,9 @@ from deepres.errors import DeepresError
 
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
-AUGMENTS = ("crop-flip", "flip", "scale-flip", "none")
+# randaugment / trivial: the data's own crops and flips, then RandAugment (Cubuk et al. 2020)
+# or TrivialAugmentWide (Müller & Hutter 2021) per image (torchvision.transforms.v2)
+AUGMENTS = ("crop-flip", "flip", "scale-flip", "none", "randaugment", "trivial")
 
 
 @dataclass
@@ -48,6 +50,11 @@ class TrainConfig:
     warmup_min_depth: int = 110
     label_smoothing: float = 0.0
     grad_accum_steps: int = 1
+    # weight averaging and batch mixing
+    ema: float | None = None  # decay of an exponential moving average of the weights
+    mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha); 0 = off
+    cutmix: float = 0.0  # alpha of cutmix; 0 = off
+    mix_prob: float = 1.0  # the share of batches that are mixed (when mixup/cutmix is on)
     # model
     num_classes: int | None = None  # default: the data set's class count
     shortcut: str | None = None
@@ -55,6 +62,7 @@ class TrainConfig:
     init_from: str | None = None
     # data
     augment: str = "crop-flip"
+    random_erasing: float = 0.0  # probability of erasing a random rectangle of an image
     image_size: int | None = None  # folder data sets: crop size (default 224)
     train_subset: int | None = None  # first k images of each class
     test_subset: int | None = None
@@ -73,6 +81,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs
     checkpoint_every: int = 0  # iterations; 0 = at the end of every epoch
     progress: str = "auto"  # auto | bar | lines | off
+    progress_every: float = 30.0  # seconds between progress lines (--progress lines)
     detect_anomaly: bool = False
     description: str = ""
 
@@ -84,6 +93,17 @@ class TrainConfig:
         need(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
         need(self.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}")
         need(self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}")
+        need(
+            self.ema is None or 0 < self.ema < 1,
+            f"--ema is a decay in (0, 1), such as 0.999; got {self.ema}",
+        )
+        need(self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix alphas must be >= 0")
+        need(0 <= self.mix_prob <= 1, f"--mix-prob must be in [0, 1], got {self.mix_prob}")
+        need(
+            0 <= self.random_erasing <= 1,
+            f"--random-erasing is a probability in [0, 1], got {self.random_erasing}",
+        )
+        need(self.progress_every > 0, "--progress-every must be a positive number of seconds")
         need(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
         need(self.iters is None or self.iters > 0, f"--iters must be positive, got {self.iters}")
         need(
@@ -127,17 +147,57 @@ class TrainConfig:
 
 
 def list_recipes() -> list[str]:
+    """The names of the built-in recipes."""
     folder = resources.files("deepres.train") / "recipes"
     return sorted(
         p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
     )
 
 
+RECIPE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def load_recipe(name: str) -> dict[str, Any]:
-    path = resources.files("deepres.train") / "recipes" / f"{name}.json"
-    if not path.is_file():
-        raise DeepresError(f"unknown recipe {name!r}: choose one of {', '.join(list_recipes())}")
-    return json.loads(path.read_text())
+    """A recipe's options: a built-in name (``fast-cpu``) or a JSON/YAML file of
+    ``TrainConfig`` fields, such as a run's ``config.json``."""
+    if name in list_recipes():
+        path = resources.files("deepres.train") / "recipes" / f"{name}.json"
+        return json.loads(path.read_text())
+    if Path(name).suffix.lower() not in RECIPE_SUFFIXES and not Path(name).is_file():
+        raise DeepresError(
+            f"unknown recipe {name!r}: choose one of {', '.join(list_recipes())} "
+            "(deepres recipes describes them), or give a .json/.yaml file"
+        )
+    return read_recipe_file(Path(name))
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The options in a recipe file; only plain data is read (``yaml.safe_load``)."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise DeepresError(f"cannot read the recipe {path}: {err.strerror}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as err:  # noqa: BLE001 - JSON and YAML parsers raise their own kinds
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DeepresError(f"the recipe {path} is not valid JSON/YAML: {first}") from None
+    if not isinstance(values, dict):
+        raise DeepresError(f"the recipe {path} must hold a mapping of option: value")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise DeepresError(
+            f"the recipe {path} has unknown option(s) {', '.join(unknown)}; the options are "
+            "the fields of deepres.train.TrainConfig (see a run's config.json)"
+        )
+    values.pop("recipe", None)  # a run's config.json names the recipe it started from
+    return values
 
 
 def resolve_config(recipe: str | None = None, **options: Any) -> TrainConfig:
@@ -162,7 +222,16 @@ def resolve_config(recipe: str | None = None, **options: Any) -> TrainConfig:
 # Options that may differ between a run's first start and its resumption: where and how it
 # runs, never what it computes.
 RESUME_OVERRIDABLE = frozenset(
-    {"data_root", "threads", "device", "progress", "workers", "grad_checkpointing", "description"}
+    {
+        "data_root",
+        "threads",
+        "device",
+        "progress",
+        "progress_every",
+        "workers",
+        "grad_checkpointing",
+        "description",
+    }
 )
 
 

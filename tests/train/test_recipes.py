@@ -1,0 +1,76 @@
+"""Recipes as files: JSON/YAML recipes, a run's config.json as a recipe, ``deepres recipes``."""
+
+import json
+
+import pytest
+
+from deepres import DeepresError
+from deepres.cli import main
+from deepres.train import TrainConfig, list_recipes, load_recipe, resolve_config, train
+
+
+def test_a_json_recipe_file_sets_options_and_the_command_line_wins(tmp_path):
+    recipe = tmp_path / "mine.json"
+    recipe.write_text(json.dumps({"lr": 0.3, "batch_size": 64, "schedule": "cosine"}))
+    cfg = resolve_config(str(recipe), batch_size=32)
+    assert (cfg.lr, cfg.batch_size, cfg.schedule) == (0.3, 32, "cosine")
+    assert cfg.recipe == str(recipe)
+
+
+def test_a_yaml_recipe_file_is_read_as_plain_data(tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("lr: 0.25\nmilestones: [0.3, 0.6]\nmixup: 0.2\nema: 0.999\n")
+    cfg = resolve_config(str(recipe))
+    assert cfg.lr == 0.25 and cfg.milestones == [0.3, 0.6]
+    assert cfg.mixup == 0.2 and cfg.ema == 0.999
+
+
+def test_a_runs_config_json_is_a_recipe_that_reproduces_its_configuration(tmp_path):
+    options = dict(data="synthetic:3x16x16:4:64", iters=2, batch_size=16, progress="off")
+    train(resolve_config("fast-cpu", out=str(tmp_path / "a"), amp="off", **options))
+    saved = tmp_path / "a" / "config.json"
+    again = resolve_config(str(saved), out=str(tmp_path / "b"))
+    expected = {**json.loads(saved.read_text()), "out": str(tmp_path / "b"), "recipe": str(saved)}
+    assert vars(again) == expected
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"lr": 0.1, "learning_rate": 2}', "unknown option(s) learning_rate"),
+        ("[1, 2]", "must hold a mapping"),
+        ('{"lr": ', "not valid JSON/YAML"),
+    ],
+)
+def test_a_bad_recipe_file_is_a_clear_error_naming_the_file(tmp_path, text, message):
+    recipe = tmp_path / "bad.json"
+    recipe.write_text(text)
+    with pytest.raises(DeepresError, match="bad.json") as err:
+        resolve_config(str(recipe))
+    assert message in str(err.value)
+
+
+def test_an_unknown_recipe_name_lists_the_built_ins(tmp_path):
+    with pytest.raises(DeepresError, match="fast-cpu"):
+        load_recipe("fastest")
+    with pytest.raises(DeepresError, match="cannot read"):
+        load_recipe(str(tmp_path / "missing.yaml"))
+
+
+def test_deepres_recipes_lists_every_built_in_with_its_description(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for name in list_recipes():
+        assert name in out
+        first_words = " ".join(load_recipe(name)["description"].split()[:4])
+        assert first_words in " ".join(out.split())
+
+
+def test_deepres_recipes_name_prints_a_file_that_works_as_a_recipe(capsys, tmp_path):
+    assert main(["recipes", "fast-cpu"]) == 0
+    recipe = tmp_path / "copy.json"
+    recipe.write_text(capsys.readouterr().out)
+    from_file = vars(resolve_config(str(recipe)))
+    built_in = vars(resolve_config("fast-cpu"))
+    assert {**from_file, "recipe": None} == {**built_in, "recipe": None}
+    assert set(from_file) == {f for f in TrainConfig.__dataclass_fields__}
