@@ -8,6 +8,7 @@ import logging
 import sys
 
 from deepres.cli import (
+    average,
     bench,
     eval,
     experiment,
@@ -23,7 +24,20 @@ from deepres.cli import (
 from deepres.cli.train import torchrun_command
 from deepres.errors import DeepresError
 
-COMMANDS = (info, train, recipes, eval, predict, bench, experiment, plot, export, quantize, serve)
+COMMANDS = (
+    info,
+    train,
+    recipes,
+    eval,
+    predict,
+    average,
+    bench,
+    experiment,
+    plot,
+    export,
+    quantize,
+    serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,8 @@ resumed), then writes ``report.md`` and PNG figures from the runs' metrics files
 - ``runs``: training the runs, keeping finished ones and resuming interrupted ones.
 - ``reports``: reading the runs' results; markdown tables and ``report.md``.
 - ``model_names``: CIFAR network names (``plain20``, ``resnet56``) and their paper spelling.
-- ``degradation``, ``cifar_table``, ``layer_responses``, ``shortcuts``, ``extreme_depth``: one
-  experiment each.
+- ``degradation``, ``cifar_table``, ``layer_responses``, ``shortcuts``, ``extreme_depth``,
+  ``ensemble``: one experiment each.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ EXPERIMENTS = {
     "layer-responses": "paper Fig. 7: std of layer responses, plain vs ResNet",
     "shortcuts": "paper Table 3 on CIFAR: shortcut options A, B, C",
     "extreme-depth": "ResNet-1202 vs pre-activation ResNet-1001 (and ResNet-110, pre-act 164)",
+    "ensemble": "ResNets of several seeds averaged (paper §4.1, Table 5) vs their best member",
 }
 
 
@@ -43,6 +44,7 @@ def run_experiment(name: str, options: ExperimentOptions | None = None, **fields
     from deepres.experiments import (
         cifar_table,
         degradation,
+        ensemble,
         extreme_depth,
         layer_responses,
         shortcuts,
@@ -57,6 +59,8 @@ def run_experiment(name: str, options: ExperimentOptions | None = None, **fields
     with RunLock(settings.out):  # one experiment per folder (each run also locks its own)
         if name == "layer-responses":
             return layer_responses.run(settings, explicit_depths=bool(options.depths))
+        if name == "ensemble":
+            return ensemble.run(settings, members=options.seeds)
         module = {
             "degradation": degradation,
             "cifar-table": cifar_table,

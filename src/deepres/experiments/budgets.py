@@ -17,6 +17,9 @@ test images the layer-response measurement (Fig. 7) uses.
   3 epochs). A constant lr from the first iteration makes ResNet-56 diverge within ten
   iterations and stay at chance, hence the ramp (the paper warms ResNet-110 up too, §4.2).
 - ``paper``: the paper's recipe unchanged: 64k iterations of batch 128 on all 50k images.
+
+The ensemble experiment has its own part of each budget (``ENSEMBLE``): a recipe, training
+options and a number of members (seeds), see below.
 """
 
 from __future__ import annotations
@@ -59,6 +62,45 @@ SMALL_EXTREME_DEPTH: dict[str, Any] = {
     "memory": {"batch": 8, "iters": 2},
 }
 
+# The ensemble experiment's part of each budget: members trained from different seeds with
+# ``recipe`` and ``train`` (they replace the budget's training options). Small: the fast-cpu
+# recipe (one-cycle lr up to 0.4, batch 256, Nesterov, label smoothing 0.1) for 3 epochs on
+# all 50k cifar10-jpeg training images. One epoch of ResNet-20 takes about 100 s on this
+# 2-core CPU and a test pass over the 10k test images about a tenth of that, so 4 members
+# take about 4 x 3 x 110 s = 22 minutes, and the ensemble's own test (every member once more,
+# plus once for the probabilities) about 2 minutes: well within an hour on two cores.
+ENSEMBLE: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "description": (
+            "a smoke test: 3 members, each 2 epochs of batch 32 (fast-cpu recipe) on 16 images "
+            "per class, tested on 10 per class"
+        ),
+        "recipe": "fast-cpu",
+        "train": {"epochs": 2, "batch_size": 32, "train_subset": 16, "test_subset": 10},
+        "members": 3,
+    },
+    "small": {
+        "description": (
+            "a CPU budget: 4 members, each trained with the fast-cpu recipe for 3 epochs of "
+            "batch 256 on all 50k training images (585 iterations; one-cycle lr up to 0.4, "
+            "label smoothing 0.1, Nesterov momentum) and tested on all 10k test images"
+        ),
+        "recipe": "fast-cpu",
+        "train": {"epochs": 3},
+        "members": 4,
+    },
+    "paper": {
+        "description": (
+            "5 members, each trained with the paper's recipe (§4.2): 64k iterations of batch "
+            "128 on all 50k training images, lr 0.1 divided by 10 at 32k and 48k, tested on "
+            "all 10k test images"
+        ),
+        "recipe": RECIPE,
+        "train": {},
+        "members": 5,
+    },
+}
+
 BUDGETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "description": "a smoke test: 3 epochs on 16 images per class, tested on 10 per class",
@@ -74,6 +116,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "layer-responses": [8, 14],
             "shortcuts": [8],
             "extreme-depth": [],
+            "ensemble": [8],
         },
         "extreme-depth": {
             "description": (
@@ -88,6 +131,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         },
         "seeds": 1,
         "response_images": 100,
+        "ensemble": ENSEMBLE["tiny"],
     },
     "small": {
         "description": (
@@ -116,8 +160,10 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "layer-responses": [20, 56],
             "shortcuts": [20],
             "extreme-depth": [],
+            "ensemble": [20],
         },
         "extreme-depth": SMALL_EXTREME_DEPTH,
+        "ensemble": ENSEMBLE["small"],
         "seeds": 1,
         "response_images": 500,
     },
@@ -133,6 +179,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "layer-responses": [20, 56, 110],
             "shortcuts": [32],
             "extreme-depth": [],
+            "ensemble": [20],
         },
         "extreme-depth": {
             "description": (
@@ -149,6 +196,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         },
         "seeds": 5,
         "response_images": 1000,
+        "ensemble": ENSEMBLE["paper"],
     },
 }
 
