@@ -7,12 +7,15 @@ whole uint8 batch at once, on whatever device the batch lives on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 from deepres.data.dataset import TensorData
 from deepres.errors import DeepresError
@@ -22,6 +25,44 @@ def derive_seed(*parts: int) -> int:
     """A 63-bit seed that is a pure function of the integers `parts`."""
     digest = hashlib.blake2b(",".join(str(int(p)) for p in parts).encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "little") & ((1 << 63) - 1)
+
+
+# per-image policies applied after the crops and flips: RandAugment (Cubuk et al. 2020) and
+# TrivialAugmentWide (Müller & Hutter 2021), on uint8 images
+POLICIES = ("randaugment", "trivial")
+
+# the last part of derive_seed(seed, epoch, batch, rank, part) for each random step of a batch
+POLICY_STREAM, ERASING_STREAM, MIXING_STREAM = 1, 2, 3
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Inside the block torch's global CPU generator is seeded with `seed` (torchvision's
+    random transforms draw from it); after it, the generator's state is what it was before.
+    CUDA generators are neither seeded nor touched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
+
+
+def policy_transform(policy: str) -> v2.Transform:
+    """The torchvision v2 transform of an augmentation policy ('randaugment' or 'trivial')."""
+    if policy == "randaugment":
+        return v2.RandAugment()
+    if policy == "trivial":
+        return v2.TrivialAugmentWide()
+    raise DeepresError(f"unknown augmentation policy {policy!r}; use one of {POLICIES}")
+
+
+def per_image(
+    images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor], seed: int
+) -> torch.Tensor:
+    """`transform` applied to each C x H x W image of the batch on its own, with random
+    numbers that are a pure function of `seed` (and of the image's place in the batch)."""
+    if images.dim() != 4:
+        raise DeepresError(f"per_image needs B x C x H x W images, got {tuple(images.shape)}")
+    with seeded_rng(seed):
+        return torch.stack([transform(image) for image in images])
 
 
 def random_crop_flip(
@@ -90,8 +131,22 @@ def normalize(
     return out if work == dtype else out.to(dtype)
 
 
+class BatchMix(Protocol):
+    """Mixes a whole batch (see `deepres.data.mixing.BatchMixer`): (images, int64 labels,
+    seed) -> (images, float B x C soft labels)."""
+
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 class BatchLoader:
     """Batches of an in-memory `TensorData`: (normalised float images, int64 labels).
+
+    Augmentation, in order: `augment` (random crop of the `padding`-padded image and flip),
+    `policy` ('randaugment' / 'trivial', per uint8 image), `random_erasing` (its
+    probability, per normalised image) and `mix` (mixup / cutmix of the whole batch; the
+    labels become float B x C soft targets).
 
     The sample order of an epoch is a pure function of (seed, epoch), and each batch's
     augmentation of (seed, epoch, batch index, rank), so `iter_epoch(epoch, start_batch=k)`
@@ -114,6 +169,9 @@ class BatchLoader:
         drop_last: bool = False,
         augment: bool = False,
         padding: int = 4,
+        policy: str | None = None,
+        random_erasing: float = 0.0,
+        mix: BatchMix | None = None,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -133,7 +191,12 @@ class BatchLoader:
         self.labels = data.labels if device is None else data.labels.to(device)
         self.classes = list(data.classes)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        if not 0 <= random_erasing <= 1:
+            raise DeepresError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
         self.augment, self.padding, self.seed = augment, padding, seed
+        self.policy = None if policy is None else policy_transform(policy)
+        self.erasing = v2.RandomErasing(p=random_erasing) if random_erasing > 0 else None
+        self.mix = mix
         self.rank, self.world_size = rank, world_size
         self.mean, self.std = tuple(mean), tuple(std)
         self.dtype, self.channels_last = dtype, channels_last
@@ -185,10 +248,22 @@ class BatchLoader:
     def batch(
         self, epoch: int, index: int, samples: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gather, augment and normalise the samples of batch `index` of `epoch`."""
+        """Gather, augment and normalise the samples of batch `index` of `epoch`: crop and
+        flip, the policy per uint8 image, normalisation, random erasing per image, then
+        mixing of the batch (labels: int64 B, or float B x C soft targets with `mix`)."""
         samples = samples.to(self.images.device)
         x, y = self.images[samples], self.labels[samples]
+        seed = (self.seed, epoch, index, self.rank)
         if self.augment:
-            g = torch.Generator().manual_seed(derive_seed(self.seed, epoch, index, self.rank))
+            g = torch.Generator().manual_seed(derive_seed(*seed))
             x = random_crop_flip(x, self.padding, g)
-        return normalize(x, self.mean, self.std, self.dtype, self.channels_last), y
+        if self.policy is not None:
+            x = per_image(x, self.policy, derive_seed(*seed, POLICY_STREAM))
+        x = normalize(x, self.mean, self.std, self.dtype, self.channels_last)
+        if self.erasing is not None:
+            x = per_image(x, self.erasing, derive_seed(*seed, ERASING_STREAM))
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        if self.mix is not None:
+            x, y = self.mix(x, y, derive_seed(*seed, MIXING_STREAM))
+        return x, y

@@ -27,6 +27,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
+from deepres.data.augment import policy_transform
 from deepres.data.cache import cache_dir as default_cache_dir
 from deepres.data.cache import fingerprint
 from deepres.data.dataset import ChannelStatsAccumulator, Stats, TensorData, subset_indices
@@ -365,13 +366,17 @@ def build_transform(
     std: Sequence[float],
     ten_crop: bool = False,
     train_crop: str = "random-resized",
+    policy: str | None = None,
+    random_erasing: float = 0.0,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """torchvision v2 pipeline on a uint8 3 x H x W tensor -> normalised float tensor.
 
     train: RandomResizedCrop(size) + RandomHorizontalFlip (paper §3.4's scale augmentation;
     train_crop='scale-256-480' gives the paper's exact shorter side in [256, 480] + random
-    crop, scaled by size/224). eval: Resize(size/0.875) + CenterCrop(size), or with
-    `ten_crop` TenCrop(size) -> 10 x 3 x size x size (the paper's 10-crop testing).
+    crop, scaled by size/224), then the `policy` ('randaugment' / 'trivial') on the uint8
+    crop and RandomErasing(p=random_erasing) on the normalised one. eval: Resize(size/0.875)
+    + CenterCrop(size), or with `ten_crop` TenCrop(size) -> 10 x 3 x size x size (the
+    paper's 10-crop testing).
     """
     finish = v2.Compose(
         [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
@@ -384,7 +389,11 @@ def build_transform(
             crop = v2.Compose([v2.RandomShortestSize(sides, antialias=True), v2.RandomCrop(size)])
         else:
             raise DeepresError(f"unknown train_crop {train_crop!r}; use one of {TRAIN_CROPS}")
-        return v2.Compose([crop, v2.RandomHorizontalFlip(), finish])
+        steps = [crop, v2.RandomHorizontalFlip()]
+        steps += [policy_transform(policy)] if policy is not None else []
+        steps += [finish]
+        steps += [v2.RandomErasing(p=random_erasing)] if random_erasing > 0 else []
+        return v2.Compose(steps)
     resize = v2.Resize(int(size / 0.875), antialias=True)
     if not ten_crop:
         return v2.Compose([resize, v2.CenterCrop(size), finish])
@@ -418,6 +427,8 @@ class ImageFolderDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         ten_crop: bool = False,
         train_crop: str = "random-resized",
         index: FolderIndex | None = None,
+        policy: str | None = None,
+        random_erasing: float = 0.0,
     ) -> None:
         self.index = index or scan_folder(split_dir)
         self.root = self.index.root
@@ -425,7 +436,30 @@ class ImageFolderDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         self.targets = list(self.index.labels)
         self.train, self.size, self.ten_crop = train, size, ten_crop
         self.mean, self.std = tuple(mean), tuple(std)
+        self.train_crop = train_crop
         self.transform = build_transform(train, size, mean, std, ten_crop, train_crop)
+        if policy is not None or random_erasing > 0:
+            self.set_augmentation(policy, random_erasing)
+
+    def set_augmentation(self, policy: str | None = None, random_erasing: float = 0.0) -> None:
+        """Training images: add the `policy` ('randaugment' / 'trivial') after the crop and
+        flip, and RandomErasing(p=random_erasing) after the normalisation."""
+        if not self.train:
+            raise DeepresError(
+                f"{self.root}: augmentation policies and random erasing are for training "
+                "images only; this data set makes test images"
+            )
+        if not 0 <= random_erasing <= 1:
+            raise DeepresError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
+        self.transform = build_transform(
+            True,
+            self.size,
+            self.mean,
+            self.std,
+            train_crop=self.train_crop,
+            policy=policy,
+            random_erasing=random_erasing,
+        )
 
     def __len__(self) -> int:
         return len(self.index)

@@ -1,6 +1,6 @@
 """Ensembles: several trained models that vote by averaging their class probabilities.
 
-The paper's best ImageNet result (3.57% top-5 error, §3.4 and Table 5) comes from an ensemble
+The paper's best ImageNet result (3.57% top-5 error, §4.1 and Table 5) comes from an ensemble
 of six models of different depths; ``Ensemble`` is that combination for any members that
 share the classes and the input they were trained on.
 """
