@@ -5,7 +5,7 @@
   to resume exactly; plain tensors and numbers, read with ``weights_only=True``);
 - ``program``: ``.pt2`` programs from ``deepres export``/``deepres quantize``, checked
   before ``torch.export.load`` so nothing is unpickled;
-- ``load``: ``load_model(path)`` for any of them.
+- ``load``: ``load_model(path)`` for any of them (``ema=True``: a run's ``ema.safetensors``).
 
 Weight files made elsewhere (torchvision, timm, DataParallel, CIFAR repos) are read by
 ``deepres.models.weights``, since ``create_model(pretrained=...)`` needs them below here.
@@ -15,6 +15,7 @@ from deepres.checkpoints.load import load_model
 from deepres.checkpoints.program import ProgramModel, load_program, save_program
 from deepres.checkpoints.run_files import (
     BEST_FILE,
+    EMA_FILE,
     MODEL_FILE,
     STATE_FILE,
     load_state,
@@ -27,6 +28,7 @@ from deepres.checkpoints.run_files import (
 
 __all__ = [
     "BEST_FILE",
+    "EMA_FILE",
     "MODEL_FILE",
     "STATE_FILE",
     "ProgramModel",

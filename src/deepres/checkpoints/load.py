@@ -15,11 +15,12 @@ from deepres.errors import DeepresError
 from deepres.models import create_model
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(path: str | Path, ema: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """The model saved at ``path`` (a run folder, a .safetensors file, or a .pt2 program from
     ``deepres export``/``deepres quantize``), in eval mode, and its metadata (``model``,
-    ``model_args``, ``classes``, ``mean``, ``std``, ...)."""
-    path = resolve_weights(path)
+    ``model_args``, ``classes``, ``mean``, ``std``, ...). With ``ema``, ``path`` is a run
+    folder trained with ``--ema`` and the model holds its moving average of the weights."""
+    path = resolve_weights(path, ema=ema)
     if path.suffix == ".pt2":
         return load_program(path)
     meta = read_meta(path)

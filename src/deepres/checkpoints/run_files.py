@@ -6,6 +6,8 @@ A run folder holds:
   ``load_state_dict``; the safetensors metadata describes the model (name, options, class
   names, input normalisation), so ``eval``/``predict``/``export`` need nothing else.
 - ``best.safetensors``: the weights with the best test top-1 so far (when evaluated).
+- ``ema.safetensors``: with ``deepres train --ema DECAY``, the exponential moving average of
+  the weights (and BatchNorm statistics), with the same header plus ``"ema": DECAY``.
 - ``state.pt``: everything needed to continue exactly (weights, optimizer, scheduler, step,
   epoch, RNG states). It holds only tensors, numbers and strings and is read with
   ``torch.load(weights_only=True)``: nothing in it is executed.
@@ -30,6 +32,7 @@ from deepres.runtime import atomic_write
 
 MODEL_FILE = "model.safetensors"
 BEST_FILE = "best.safetensors"
+EMA_FILE = "ema.safetensors"
 STATE_FILE = "state.pt"
 
 
@@ -56,9 +59,12 @@ def read_meta(path: Path) -> dict[str, Any]:
     return json.loads(header["deepres"])
 
 
-def resolve_weights(path: str | Path) -> Path:
-    """A run folder means its ``best.safetensors`` if there is one, else ``model.safetensors``."""
+def resolve_weights(path: str | Path, ema: bool = False) -> Path:
+    """A run folder means its ``best.safetensors`` if there is one, else ``model.safetensors``;
+    with ``ema``, its ``ema.safetensors`` (the moving average of ``deepres train --ema``)."""
     path = Path(path)
+    if ema:
+        return ema_weights(path)
     if path.is_dir():
         for name in (BEST_FILE, MODEL_FILE):
             if (path / name).is_file():
@@ -67,6 +73,25 @@ def resolve_weights(path: str | Path) -> Path:
     if not path.is_file():
         raise DeepresError(f"checkpoint not found: {path}")
     return path
+
+
+def ema_weights(run: Path) -> Path:
+    """The ``ema.safetensors`` of a run folder, or an error that says why there is none."""
+    if run.is_file():
+        raise DeepresError(
+            f"{run} is a file, and --ema takes a run folder (its {EMA_FILE} is used): give the "
+            "run folder, or give the file itself without --ema"
+        )
+    if not run.is_dir():
+        raise DeepresError(f"checkpoint not found: {run}")
+    if (run / EMA_FILE).is_file():
+        return run / EMA_FILE
+    if (run / MODEL_FILE).is_file():
+        raise DeepresError(
+            f"{run} was trained without --ema: it has no {EMA_FILE}. Drop --ema to use its "
+            "weights, or train a run with --ema DECAY (such as 0.999)"
+        )
+    raise DeepresError(f"{run} holds no {MODEL_FILE}: is it a deepres run folder?")
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:

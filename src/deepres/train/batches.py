@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from deepres.data import BatchLoader, ImageFolderDataset, TensorData, dataset_stats, load_split
-from deepres.data.augment import derive_seed
+from deepres.data.augment import MIXING_STREAM, POLICIES, derive_seed
+from deepres.data.mixing import BatchMixer, batch_mixer
 from deepres.errors import DeepresError
 from deepres.train.config import TrainConfig
 from deepres.train.distributed import RankBatches, global_batch_shard
@@ -39,10 +40,12 @@ class FolderBatches:
         world_size: int,
         workers: int,
         accum: int = 1,
+        mix: BatchMixer | None = None,
     ) -> None:
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.drop_last, self.seed, self.workers = drop_last, seed, workers
         self.rank, self.world_size, self.accum = rank, world_size, accum
+        self.mix = mix  # mixes each rank's local batch, seeded by (seed, epoch, batch, rank)
 
     def _indices(self, epoch: int) -> torch.Tensor:
         n = len(self.dataset)
@@ -77,7 +80,12 @@ class FolderBatches:
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
         )
-        yield from loader
+        if self.mix is None:
+            yield from loader
+            return
+        for index, (images, labels) in enumerate(loader, start=start_batch):
+            seed = derive_seed(self.seed, epoch, index, self.rank, MIXING_STREAM)
+            yield self.mix(images, labels, seed)
 
 
 @dataclass
@@ -161,7 +169,8 @@ def tensor_batches(
     device: str,
 ) -> TrainData:
     """In-memory data: augmented on tensors a batch at a time, on ``device`` (§4.2: 4
-    pixels of padding, a random crop and a horizontal flip)."""
+    pixels of padding, a random crop and a horizontal flip; then the options' policy, random
+    erasing and mixing of each global micro-batch, the same on every rank)."""
     mean, std = dataset_stats(cfg.data, cfg.data_root)
     common = dict(
         mean=mean,
@@ -176,7 +185,10 @@ def tensor_batches(
         shuffle=True,
         drop_last=True,
         augment=cfg.augment != "none",
-        padding=4 if cfg.augment == "crop-flip" else 0,
+        padding=4 if cfg.augment in ("crop-flip", *POLICIES) else 0,
+        policy=cfg.augment if cfg.augment in POLICIES else None,
+        random_erasing=cfg.random_erasing,
+        mix=train_mixer(cfg, train.classes),
         seed=cfg.seed,
         **common,
     )  # every rank builds the global micro-batch and keeps its part
@@ -211,12 +223,22 @@ def folder_batches(
     rank: int,
     world_size: int,
 ) -> TrainData:
-    """Folders of large images: decoded and augmented by DataLoader workers (§3.4)."""
+    """Folders of large images: decoded and augmented by DataLoader workers (§3.4); each rank
+    mixes its own local batches."""
     workers = cfg.workers if cfg.workers is not None else default_workers(world_size)
     common = dict(seed=cfg.seed, rank=rank, world_size=world_size, workers=workers)
+    if cfg.augment in POLICIES or cfg.random_erasing > 0:
+        policy = cfg.augment if cfg.augment in POLICIES else None
+        train.set_augmentation(policy, cfg.random_erasing)
     return TrainData(
         FolderBatches(
-            train, local_batch, shuffle=True, drop_last=True, accum=cfg.grad_accum_steps, **common
+            train,
+            local_batch,
+            shuffle=True,
+            drop_last=True,
+            accum=cfg.grad_accum_steps,
+            mix=train_mixer(cfg, train.classes),
+            **common,
         ),
         FolderBatches(test, 100, shuffle=False, drop_last=False, **common),
         list(train.classes),
@@ -225,6 +247,12 @@ def folder_batches(
         tuple(train.std),
         cfg.image_size or 224,
     )
+
+
+def train_mixer(cfg: TrainConfig, classes: list[str]) -> BatchMixer | None:
+    """mixup / cutmix of training batches as ``cfg`` asks (None when off); the soft targets
+    have as many classes as the model's output."""
+    return batch_mixer(cfg.num_classes or len(classes), cfg.mixup, cfg.cutmix, cfg.mix_prob)
 
 
 def hold_out(data: TensorData, count: int, seed: int) -> tuple[TensorData, TensorData]:

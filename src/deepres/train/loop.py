@@ -32,6 +32,7 @@ from deepres.train.checks import backward, check_finite, check_gradients, watch_
 from deepres.train.config import TrainConfig
 from deepres.train.evaluate import EvalResult, evaluate
 from deepres.train.metrics import (
+    ema_columns,
     format_row,
     format_summary,
     log_scalars,
@@ -212,7 +213,9 @@ def train_epoch(run: Run) -> tuple[float, float]:
 
 def forward_backward(run: Run, images: torch.Tensor, labels: torch.Tensor) -> int:
     """Forward and backward of one micro-batch, counted in the epoch's sums; returns its
-    number of misclassified images."""
+    number of misclassified images. ``labels``: int64 classes, or float B x C soft targets
+    of mixup / cutmix (then an image counts as an error when its top class is not the
+    target's largest share)."""
     cfg, ctx = run.cfg, run.ctx
     images = images.to(ctx.device, non_blocking=True)
     labels = labels.to(ctx.device, non_blocking=True)
@@ -225,13 +228,15 @@ def forward_backward(run: Run, images: torch.Tensor, labels: torch.Tensor) -> in
     backward(run.scaler.scale(loss / cfg.grad_accum_steps), run.state.where)
     loss_value = loss.item()
     check_finite("the loss", loss_value, run.state.where(), run.out)
-    errors = (logits.argmax(1) != labels).sum().item()
+    classes = labels.argmax(1) if labels.dim() == 2 else labels
+    errors = (logits.argmax(1) != classes).sum().item()
     run.state.add(loss_value, errors, len(labels))
     return errors
 
 
 def sgd_step(run: Run, errors: int, images: int) -> None:
-    """Update the weights with the gradients of a whole batch, at this step's lr."""
+    """Update the weights with the gradients of a whole batch, at this step's lr, then their
+    moving average (``--ema``)."""
     state = run.state
     poison(run.model, "grad", state.step + 1)
     check_gradients(run.model, run.scaler, state.where(), run.out)
@@ -241,6 +246,8 @@ def sgd_step(run: Run, errors: int, images: int) -> None:
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
+    if run.ema is not None:  # every rank: the weights are the same on all of them
+        run.ema.update(run.model)
     state.step += 1
     state.batch += 1
     poison(run.model, "weights", state.step)
@@ -291,24 +298,28 @@ def epoch_row(run: Run, seconds: float, images: float) -> dict[str, Any]:
 
 def evaluate_if_due(run: Run, row: dict[str, Any]) -> bool:
     """Test every ``--eval-every`` epochs and after the last one, adding the results to
-    ``row``; returns whether the test top-1 is the best so far."""
+    ``row`` (with ``--ema``, the moving average's too: ``ema_test_*``); returns whether the
+    test top-1 is the best so far."""
     state = run.state
     last = state.step >= run.total or state.epoch + 1 >= run.epochs
     if (state.epoch + 1) % run.cfg.eval_every and not last:
         return False
-    result = test_set_accuracy(run)
+    result = test_set_accuracy(run, run.net)
     row.update(result.as_dict())
+    if run.ema is not None:
+        row.update(ema_columns(test_set_accuracy(run, run.ema.module).as_dict()))
     best = result.top1 > state.best_top1
     state.best_top1 = max(state.best_top1, result.top1)
     return best
 
 
-def test_set_accuracy(run: Run) -> EvalResult:
-    """The test-set accuracy of rank 0's weights; each rank evaluates its shard."""
+def test_set_accuracy(run: Run, model: nn.Module) -> EvalResult:
+    """The test-set accuracy of rank 0's ``model`` (the trained one or its moving average);
+    each rank evaluates its shard."""
     ctx = run.ctx
-    dist.broadcast_buffers(run.net, ctx)  # every rank evaluates the weights rank 0 saves
+    dist.broadcast_buffers(model, ctx)  # every rank evaluates the weights rank 0 saves
     batches = run.data.test.iter_epoch(0)
-    acc = evaluate(run.net, batches, len(run.data.classes), run.amp_dtype, ctx.device)
+    acc = evaluate(model, batches, len(run.data.classes), run.amp_dtype, ctx.device)
     if ctx.world_size > 1:
         acc.load_totals(dist.all_sum_tensor(acc.totals(), ctx))
     return acc.result()

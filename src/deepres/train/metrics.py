@@ -28,6 +28,21 @@ METRIC_FIELDS = [
     "time",
     "images_per_s",
 ]
+# --ema: the test results of the moving average of the weights, beside the weights' own
+EMA_FIELDS = ["ema_test_loss", "ema_test_top1", "ema_test_top5", "ema_test_error"]
+
+
+def ema_columns(results: dict[str, float]) -> dict[str, float]:
+    """The EMA weights' test results (``EvalResult.as_dict()``) as the row's ``ema_`` fields."""
+    return {f"ema_{k}": v for k, v in results.items() if f"ema_{k}" in EMA_FIELDS}
+
+
+def csv_fields(history: list[dict[str, Any]]) -> list[str]:
+    """metrics.csv's columns: the EMA ones after the test ones, when the run has them."""
+    if not any(EMA_FIELDS[0] in row for row in history):
+        return METRIC_FIELDS
+    at = METRIC_FIELDS.index("time")
+    return [*METRIC_FIELDS[:at], *EMA_FIELDS, *METRIC_FIELDS[at:]]
 
 
 def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
@@ -36,7 +51,7 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     lines = "".join(json.dumps(row) + "\n" for row in history)
     atomic_write(out / "metrics.jsonl", lines.encode())
     buffer = io.StringIO()
-    table = csv.DictWriter(buffer, METRIC_FIELDS, extrasaction="ignore")
+    table = csv.DictWriter(buffer, csv_fields(history), extrasaction="ignore")
     table.writeheader()
     table.writerows(history)
     atomic_write(out / "metrics.csv", buffer.getvalue().encode())
@@ -74,6 +89,8 @@ def format_row(row: dict[str, Any]) -> str:
             f"  test err {100 * row['test_error']:5.2f}% "
             f"top-5 err {100 * row['test_top5_error']:5.2f}%"
         )
+    if "ema_test_top1" in row:
+        text += f"  ema err {100 * row['ema_test_error']:5.2f}%"
     return text + f"  {row['images_per_s']:.0f} img/s"
 
 
@@ -98,7 +115,21 @@ def summarize(
         "images_per_s": (
             history[-1]["step"] * cfg.batch_size / train_time if history and train_time else None
         ),
+        **ema_summary(tested),
         "config": dataclasses.asdict(cfg),
+    }
+
+
+def ema_summary(tested: list[dict[str, Any]]) -> dict[str, Any]:
+    """The final and best test top-1 of the moving average of the weights (``--ema``)."""
+    averaged = [r for r in tested if "ema_test_top1" in r]
+    if not averaged:
+        return {}
+    best = max(averaged, key=lambda r: r["ema_test_top1"])
+    return {
+        "final_ema_top1": averaged[-1]["ema_test_top1"],
+        "best_ema_top1": best["ema_test_top1"],
+        "best_ema_epoch": best["epoch"],
     }
 
 
@@ -106,14 +137,16 @@ def format_summary(s: dict[str, Any]) -> str:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
-    return "\n".join(
-        [
-            f"done: {s['model']} on {s['data']}, {s['epochs']} epochs / "
-            f"{s['iterations']} iterations"
-            f" in {s['train_time_s']:.0f} s ({s['images_per_s'] or 0:.0f} img/s)",
-            f"  final test top-1 {pct(s['final_top1'])}  top-5 {pct(s['final_top5'])}",
-            f"  best  test top-1 {pct(s['best_top1'])}  top-5 {pct(s['best_top5'])} "
-            f"(epoch {s['best_epoch']})",
-            f"  run folder: {s['run']}",
-        ]
-    )
+    lines = [
+        f"done: {s['model']} on {s['data']}, {s['epochs']} epochs / {s['iterations']} iterations"
+        f" in {s['train_time_s']:.0f} s ({s['images_per_s'] or 0:.0f} img/s)",
+        f"  final test top-1 {pct(s['final_top1'])}  top-5 {pct(s['final_top5'])}",
+        f"  best  test top-1 {pct(s['best_top1'])}  top-5 {pct(s['best_top5'])} "
+        f"(epoch {s['best_epoch']})",
+    ]
+    if "final_ema_top1" in s:
+        lines.append(
+            f"  EMA weights: final test top-1 {pct(s['final_ema_top1'])}  "
+            f"best {pct(s['best_ema_top1'])} (epoch {s['best_ema_epoch']})"
+        )
+    return "\n".join([*lines, f"  run folder: {s['run']}"])

@@ -1,8 +1,9 @@
 """A training run's objects and state, and its checkpoints.
 
 ``RunState`` is where a run is (step, epoch, history, ...); ``Run`` holds it with the data,
-model and optimizer. ``save_checkpoint`` writes the weights and then ``state.pt``, the commit
-point; ``load_checkpoint`` continues from it bitwise exactly (weights, momentum, RNG).
+model, optimizer and (``--ema``) the moving average of the weights. ``save_checkpoint`` writes
+the weights and then ``state.pt``, the commit point; ``load_checkpoint`` continues from it
+bitwise exactly (weights, momentum, moving average, RNG).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from deepres.checkpoints import (
     BEST_FILE,
+    EMA_FILE,
     MODEL_FILE,
     STATE_FILE,
     load_state,
@@ -32,6 +34,7 @@ from deepres.train import distributed as dist
 from deepres.train.batches import TrainData
 from deepres.train.checks import check_weights
 from deepres.train.config import TrainConfig
+from deepres.train.ema import WeightEMA
 from deepres.train.progress import Progress
 from deepres.train.schedule import warmup_lr
 
@@ -86,7 +89,10 @@ class Run:
         self.epochs = math.ceil(self.total / self.steps_per_epoch)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.warmup_lr = warmup_lr(cfg)
-        self.progress = Progress(self.total, cfg.progress if ctx.is_main else "off")
+        mode = cfg.progress if ctx.is_main else "off"
+        self.progress = Progress(self.total, mode, every=cfg.progress_every)
+        # --ema: the moving average starts from the model's weights before the first step
+        self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
 
     @property
     def finished(self) -> bool:
@@ -126,16 +132,33 @@ def create_run_folder(run: Run) -> None:
 
 
 def save_checkpoint(run: Run, best: bool = False, train_time: float | None = None) -> None:
-    """model.safetensors (and best.safetensors), then state.pt: the commit point of a
-    checkpoint. Every rank checks the weights and adds up the sums; rank 0 writes."""
+    """model.safetensors (best.safetensors, ema.safetensors), then state.pt: the commit point
+    of a checkpoint. Every rank checks the weights and adds up the sums; rank 0 writes."""
     state, ctx = run.state, run.ctx
     weights = unwrap(run.model).state_dict()  # the same on every rank
     check_weights(weights, f"step {state.step}", run.out)  # never save broken weights
+    if run.ema is not None:
+        averaged = {f"{k} (EMA)": v for k, v in run.ema.state_dict().items()}
+        check_weights(averaged, f"step {state.step}", run.out)
     sums = dist.all_sum(state.sums, ctx) if ctx.world_size > 1 else state.sums
     if not ctx.is_main:
         return
+    full = checkpoint_state(run, weights, sums, train_time)
+    meta = {**run.meta, "step": state.step}
+    save_weights(run.out / MODEL_FILE, run.model, meta)
+    if best:
+        save_weights(run.out / BEST_FILE, run.model, meta)
+    if run.ema is not None:
+        save_weights(run.out / EMA_FILE, run.ema.module, {**meta, "ema": run.ema.decay})
+    save_state(run.out / STATE_FILE, full)  # written last: the commit point
+
+
+def checkpoint_state(
+    run: Run, weights: dict[str, torch.Tensor], sums: list[float], train_time: float | None
+) -> dict[str, Any]:
+    """What state.pt holds: the run's state, weights, optimizer, RNG, scaler and EMA."""
     full = {
-        **dataclasses.asdict(state),
+        **dataclasses.asdict(run.state),
         "sums": sums,
         "model": weights,
         "optimizer": run.optimizer.state_dict(),
@@ -146,10 +169,9 @@ def save_checkpoint(run: Run, best: bool = False, train_time: float | None = Non
         full["train_time"] = train_time
     if run.scaler.is_enabled():
         full["scaler"] = run.scaler.state_dict()
-    save_weights(run.out / MODEL_FILE, run.model, {**run.meta, "step": state.step})
-    if best:
-        save_weights(run.out / BEST_FILE, run.model, {**run.meta, "step": state.step})
-    save_state(run.out / STATE_FILE, full)  # written last: the commit point
+    if run.ema is not None:
+        full["ema"] = run.ema.state_dict()
+    return full
 
 
 def load_checkpoint(run: Run) -> None:
@@ -161,6 +183,7 @@ def load_checkpoint(run: Run) -> None:
     run.optimizer.load_state_dict(saved.pop("optimizer"))
     if "scaler" in saved:
         run.scaler.load_state_dict(saved.pop("scaler"))
+    load_ema(run, saved.pop("ema", None))
     torch.set_rng_state(saved.pop("rng_torch"))
     names = [f.name for f in dataclasses.fields(RunState)]
     run.state = RunState(**{name: saved[name] for name in names if name in saved})
@@ -168,6 +191,18 @@ def load_checkpoint(run: Run) -> None:
         run.state.sums = [0.0, 0.0, 0.0]
     if ctx.is_main and dist.restart_count():
         print(f"torchrun restart {dist.restart_count()}: continuing from step {run.state.step}")
+
+
+def load_ema(run: Run, saved: dict[str, torch.Tensor] | None) -> None:
+    """The moving average of the weights as the checkpoint left it (``--ema``)."""
+    if run.ema is None:
+        return
+    if saved is None:
+        raise DeepresError(
+            f"the checkpoint in {run.out} holds no moving average of the weights, but the "
+            "run's config.json asks for --ema: resume with the run's own config.json"
+        )
+    run.ema.load_state_dict(saved)
 
 
 def check_same_model(saved: dict[str, Any], meta: dict[str, Any], out: Path) -> None:
