@@ -1,10 +1,17 @@
-"""``deepres export``: ONNX, TorchScript or a torch.export program, verified on real images."""
+"""``deepres export``: ONNX, TorchScript or a torch.export program, verified on real images
+(several ``--checkpoint``s: their ensemble as one graph; ``--ema``: the runs' EMA weights)."""
 
 from __future__ import annotations
 
 import argparse
 
-from deepres.cli.options import add_checkpoint, existing_folder, existing_path, positive_int
+from deepres.cli.options import (
+    add_checkpoint,
+    add_ema,
+    existing_folder,
+    existing_path,
+    positive_int,
+)
 from deepres.deploy.export import DEFAULT_OPSET, FORMATS, export_checkpoint
 
 
@@ -13,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export",
         help="ONNX / TorchScript / torch.export program, verified against PyTorch",
     )
-    add_checkpoint(ex, "a run folder or a .safetensors file")
+    add_checkpoint(ex, "a run folder or a .safetensors file", several=True)
+    add_ema(ex)
     ex.add_argument("--format", required=True, choices=list(FORMATS))
     ex.add_argument(
         "--dynamic-batch", action="store_true", help="any batch size (default: batches of 1)"
@@ -41,4 +49,5 @@ def run(args: argparse.Namespace) -> None:
         opset=args.opset,
         images=args.images,
         data_root=args.data_root,
+        ema=args.ema,
     )

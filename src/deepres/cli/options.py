@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from deepres.inference.tta import TTA_MODES
+
 
 def _int_in(text: str, low: int, high: int | None, allowed: str) -> int:
     try:
@@ -85,7 +87,38 @@ def existing_folder(text: str) -> str:
 
 
 def add_checkpoint(
-    parser: argparse.ArgumentParser, what: str = "a run folder, .safetensors file or .pt2 program"
+    parser: argparse.ArgumentParser,
+    what: str = "a run folder, .safetensors file or .pt2 program",
+    several: bool = False,
 ) -> None:
-    """The ``--checkpoint`` option of the commands that read a trained model."""
-    parser.add_argument("--checkpoint", required=True, type=existing_path, help=what)
+    """The ``--checkpoint`` option of the commands that read a trained model; ``several``:
+    repeatable (a list of one or more), for an ensemble."""
+    if several:
+        parser.add_argument(
+            "--checkpoint",
+            required=True,
+            action="append",
+            type=existing_path,
+            help=f"{what}; repeat it for an ensemble (probabilities averaged)",
+        )
+    else:
+        parser.add_argument("--checkpoint", required=True, type=existing_path, help=what)
+
+
+def add_tta(parser: argparse.ArgumentParser) -> None:
+    """``--tta flip|flip-crop``: test-time augmentation."""
+    parser.add_argument(
+        "--tta",
+        choices=list(TTA_MODES),
+        help="test-time augmentation: average the image and its mirror (flip), or those "
+        "and their 2-pixel shifts up/down/left/right (flip-crop, 10 views)",
+    )
+
+
+def add_ema(parser: argparse.ArgumentParser) -> None:
+    """``--ema``: a run's EMA weights."""
+    parser.add_argument(
+        "--ema",
+        action="store_true",
+        help="use the run's EMA weights (ema.safetensors in the run folder)",
+    )

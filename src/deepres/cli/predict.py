@@ -1,4 +1,5 @@
-"""``deepres predict --checkpoint RUN IMAGE...``: the top classes of image files."""
+"""``deepres predict --checkpoint RUN IMAGE...``: the top classes of image files (several
+``--checkpoint``s: their ensemble; ``--tta``: test-time augmentation; ``--ema``: EMA weights)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ import argparse
 import json
 import sys
 
-from deepres.cli.options import add_checkpoint, existing_path, positive_int
+from deepres.cli.options import add_checkpoint, add_ema, add_tta, existing_path, positive_int
 from deepres.errors import DeepresError
 from deepres.inference import Predictor, expand_inputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     pr = sub.add_parser("predict", help="top classes of image files")
-    add_checkpoint(pr)
+    add_checkpoint(pr, several=True)
     pr.add_argument("images", nargs="+", type=existing_path, help="image files or folders")
     pr.add_argument("--top-k", type=positive_int, default=5)
     pr.add_argument("--json", action="store_true", help="print JSON")
+    add_tta(pr)
+    add_ema(pr)
     pr.set_defaults(run=run)
 
 
@@ -24,7 +27,7 @@ def run(args: argparse.Namespace) -> None:
     paths = expand_inputs(args.images)
     if not paths:
         raise DeepresError("no image files found in " + ", ".join(args.images))
-    predictor = Predictor(args.checkpoint)
+    predictor = Predictor(args.checkpoint, tta=args.tta, ema=args.ema)
     results, failures = [], 0
     for path in paths:
         try:

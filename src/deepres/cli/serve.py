@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from deepres.cli.options import add_checkpoint, port_number, positive_float, positive_int
+from deepres.cli.options import (
+    add_checkpoint,
+    add_ema,
+    add_tta,
+    port_number,
+    positive_float,
+    positive_int,
+)
 from deepres.deploy.serve import MAX_UPLOAD_BYTES, serve
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sv = sub.add_parser("serve", help="a web page and JSON API that classify uploaded images")
-    add_checkpoint(sv)
+    add_checkpoint(sv, several=True)
+    add_tta(sv)
+    add_ema(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument(
         "--port", type=port_number, default=8000, help="port (default 8000; 0: any free)"
@@ -26,4 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    serve(args.checkpoint, args.host, args.port, args.threads, int(args.max_mb * 2**20))
+    serve(
+        args.checkpoint,
+        args.host,
+        args.port,
+        args.threads,
+        int(args.max_mb * 2**20),
+        tta=args.tta,
+        ema=args.ema,
+    )

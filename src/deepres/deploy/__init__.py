@@ -1,11 +1,13 @@
 """Shipping a trained ResNet: export (ONNX, TorchScript, torch.export) verified against
-PyTorch, int8 quantization for x86 CPUs, and a small web service.
+PyTorch, int8 quantization for x86 CPUs, a small web service, and the evaluation of
+ensembles and test-time augmentation.
 
-    from deepres.deploy import export_checkpoint, quantize_checkpoint, serve
+    from deepres.deploy import evaluate_checkpoints, export_checkpoint, quantize_checkpoint, serve
 
 Library code only: the commands that call it live in ``deepres.cli``.
 """
 
+from deepres.deploy.evaluate import evaluate_checkpoints
 from deepres.deploy.export import (
     FORMATS,
     export_checkpoint,
@@ -19,6 +21,7 @@ from deepres.deploy.serve import create_app, serve
 __all__ = [
     "FORMATS",
     "create_app",
+    "evaluate_checkpoints",
     "export_checkpoint",
     "export_model",
     "load_runner",

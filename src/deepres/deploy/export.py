@@ -14,23 +14,18 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from deepres.checkpoints import (
-    ProgramModel,
-    load_model,
-    load_program,
-    resolve_weights,
-    save_program,
-)
+from deepres.checkpoints import ProgramModel, load_program, save_program
 from deepres.deploy.inputs import check_images
 from deepres.errors import DeepresError
 from deepres.inference import Agreement, agreement, fold_batchnorm
+from deepres.inference.members import combine, load_members
 from deepres.runtime import atomic_write
 
 log = logging.getLogger(__name__)
@@ -120,7 +115,7 @@ def write_export(
             dynamo=True,
             opset_version=opset,
             input_names=["images"],
-            output_names=["logits"],
+            output_names=["log_probabilities" if meta.get("members") else "logits"],
             dynamic_shapes=({0: "batch"},) if dynamic_batch else None,
             verbose=False,
         )
@@ -185,8 +180,9 @@ def verify_export(
     return {"batch 1": Agreement.worst(singles)}
 
 
-def default_out(weights: Path, fmt: str, fold_bn: bool) -> Path:
-    stem = weights.stem + ("-folded" if fold_bn else "")
+def default_out(weights: Path, fmt: str, fold_bn: bool, members: int = 1) -> Path:
+    stem = weights.stem + (f"-ensemble{members}" if members > 1 else "")
+    stem += "-folded" if fold_bn else ""
     return weights.with_name(stem + FORMATS[fmt])
 
 
@@ -196,8 +192,36 @@ def check_out(out: Path, checkpoint: Path) -> None:
         raise DeepresError(f"--out {out} is the checkpoint itself: choose another file")
 
 
+def load_export_source(
+    checkpoints: str | Path | Sequence[str | Path], ema: bool
+) -> tuple[nn.Module, dict[str, Any], list[Path]]:
+    """The model to export (an ``Ensemble`` for several checkpoints), its metadata and the
+    weight files it comes from; exported programs are refused."""
+    members = load_members(checkpoints, ema)
+    for member in members:
+        if isinstance(member.model, ProgramModel):
+            raise DeepresError(
+                f"{member.weights} is already an exported program; export from the "
+                ".safetensors checkpoint (run folder) instead"
+            )
+    model, meta = combine(members)
+    return model, meta, [m.weights for m in members]
+
+
+def fold_checked(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """``model`` with BatchNorm folded, refused unless its outputs stay exact."""
+    target = fold_batchnorm(model)
+    folded = compare(model, target, images)
+    print(f"folded BatchNorm into convolutions: max |logit difference| {folded}")
+    if not folded.exact:
+        raise DeepresError(
+            f"BatchNorm folding changed the logits by {folded}; export without --fold-bn"
+        )
+    return target
+
+
 def export_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     fmt: str,
     *,
     out: str | Path | None = None,
@@ -206,39 +230,29 @@ def export_checkpoint(
     opset: int | None = None,
     images: list[str] | None = None,
     data_root: str | None = None,
+    ema: bool = False,
 ) -> Path:
     """``deepres export``: write ``checkpoint`` as ``fmt`` (see FORMATS), run the file in
-    its own runtime on real images, and remove it unless it matches PyTorch."""
+    its own runtime on real images, and remove it unless it matches PyTorch. Several
+    checkpoints are written as their ``Ensemble``, one graph whose output is the ensemble's
+    log-probabilities; ``ema``: the runs' EMA weights."""
     if opset is not None:
         if fmt != "onnx":
             raise DeepresError("--opset applies to --format onnx only")
         check_opset(opset)
-    weights = resolve_weights(checkpoint)
-    out = Path(out) if out else default_out(weights, fmt, fold_bn)
-    check_out(out, weights)
-    model, meta = load_model(weights)
-    if isinstance(model, ProgramModel):
-        raise DeepresError(
-            f"{checkpoint} is already an exported program; export from the .safetensors "
-            "checkpoint (run folder) instead"
-        )
+    model, meta, sources = load_export_source(checkpoint, ema)
+    out = Path(out) if out else default_out(sources[0], fmt, fold_bn, len(sources))
+    for source_file in sources:
+        check_out(out, source_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     images, source = check_images(meta, CHECK_IMAGES, images, data_root=data_root)
-    target = model
-    if fold_bn:
-        target = fold_batchnorm(model)
-        folded = compare(model, target, images)
-        print(f"folded BatchNorm into convolutions: max |logit difference| {folded}")
-        if not folded.exact:
-            raise DeepresError(
-                f"BatchNorm folding changed the logits by {folded}; export without --fold-bn"
-            )
+    target = fold_checked(model, images) if fold_bn else model
     info = {
         **meta,
         "format": fmt,
         "fold_bn": fold_bn,
         "dynamic_batch": dynamic_batch,
-        "source": str(weights),
+        "source": str(sources[0]) if len(sources) == 1 else [str(p) for p in sources],
     }
     start = time.perf_counter()
     export_model(target, out, fmt, info, dynamic_batch, opset or DEFAULT_OPSET)

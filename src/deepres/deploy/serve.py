@@ -5,7 +5,8 @@
 - ``POST /predict``: the image as multipart field ``image`` or as the raw request body;
   answers ``{"top": [{"class", "probability"}, ...], "ms": ...}``, 400 with ``{"error"}``
   for anything that is not a readable image, 413 for uploads over the size limit.
-- ``GET /info``: the model, its classes and the upload limit.
+- ``GET /info``: the model, its classes, the upload limit, an ensemble's ``members`` and
+  the test-time augmentation (``tta``).
 
 Every error, a wrong method or path included, is answered as JSON ``{"error"}``.
 
@@ -15,6 +16,7 @@ Served by waitress (a multi-threaded WSGI server), on 127.0.0.1 unless told othe
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,8 @@ def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES) -> Flask
         "classes": predictor.classes,
         "input_size": predictor.size,
         "quantized": meta.get("quantized"),
+        "members": predictor.members,
+        "tta": meta.get("tta"),
         "max_bytes": max_bytes,
     }
 
@@ -104,16 +108,19 @@ def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES) -> Flask
 
 
 def serve(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     host: str = "127.0.0.1",
     port: int = 8000,
     threads: int = 4,
     max_bytes: int = MAX_UPLOAD_BYTES,
+    tta: str | None = None,
+    ema: bool = False,
 ) -> None:
-    """``deepres serve``: the web page and JSON API on ``host:port`` until interrupted."""
+    """``deepres serve``: the web page and JSON API on ``host:port`` until interrupted.
+    Several checkpoints are served as their ensemble; ``tta``/``ema`` as in ``Predictor``."""
     from waitress.server import create_server
 
-    predictor = Predictor(checkpoint)
+    predictor = Predictor(checkpoint, tta=tta, ema=ema)
     app = create_app(predictor, max_bytes)
     try:
         server = create_server(app, host=host, port=port, threads=threads)

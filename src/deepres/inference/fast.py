@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from deepres.errors import DeepresError
+from deepres.inference.ensemble import Ensemble
 from deepres.runtime import bf16_is_native
 
 
@@ -25,8 +26,12 @@ class InferenceModel(nn.Module):
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` (a torch.fx GraphModule) with every BatchNorm folded
-    into the convolution before it; the logits stay within float rounding (< 1e-4)."""
+    into the convolution before it; the logits stay within float rounding (< 1e-4).
+    An ``Ensemble`` has each member folded."""
     from torch.fx.experimental.optimization import fuse
+
+    if isinstance(model, Ensemble):
+        return Ensemble([fold_batchnorm(m) for m in model.members]).eval()
 
     return fuse(model.eval())
 

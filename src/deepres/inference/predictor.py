@@ -1,4 +1,5 @@
-"""Predicting the classes of image files with a trained checkpoint."""
+"""Predicting the classes of image files with a trained checkpoint, an ensemble of several,
+with or without test-time augmentation."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from deepres.checkpoints import load_model
 from deepres.data import IMAGE_EXTENSIONS, decode_rgb, normalize
 from deepres.errors import DeepresError
+from deepres.inference.members import Checkpoints, combine, load_members
+from deepres.inference.tta import TestTimeAugmentation
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
@@ -30,17 +32,28 @@ class Prediction:
 
 
 class Predictor:
-    """A checkpoint, ready to classify images of any size, mode and channel count."""
+    """A checkpoint, ready to classify images of any size, mode and channel count.
+
+    Several checkpoints make an ``Ensemble`` (their probabilities averaged; they must share
+    classes, input size, channels and mean/std); ``tta`` (``"flip"``, ``"flip-crop"``)
+    averages each image's augmented views; ``ema`` reads each run's EMA weights."""
 
     def __init__(
         self,
-        checkpoint: str | Path,
+        checkpoint: Checkpoints,
         model: nn.Module | None = None,
         meta: dict[str, Any] | None = None,
+        *,
+        tta: str | None = None,
+        ema: bool = False,
     ) -> None:
         if model is None or meta is None:
-            model, meta = load_model(checkpoint)
+            model, meta = combine(load_members(checkpoint, ema), tta)
+        elif tta:
+            model = TestTimeAugmentation(model, tta, meta["mean"], meta["std"])
+            meta = {**meta, "tta": tta}
         self.model, self.meta = model.eval(), meta
+        self.members: list[dict[str, Any]] = meta.get("members", [])
         self.classes: list[str] = meta["classes"]
         self.size = int(meta.get("input_size", 224))
         self.in_chans = int(meta.get("model_args", {}).get("in_chans", 3))

@@ -1,0 +1,74 @@
+"""Ensembles shipped: ``deepres export`` of two checkpoints writes ONE ONNX graph whose output
+is the ensemble's log-probabilities, checked in ONNX Runtime on real CIFAR images; ``serve``
+answers for an ensemble and lists its members."""
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from deepres import DeepresError
+from deepres.cli import main
+from deepres.deploy import create_app, export_checkpoint, load_runner
+from deepres.deploy.inputs import images_from_split
+from deepres.inference import Ensemble, Predictor, agreement, load_members
+
+
+@pytest.fixture(scope="module")
+def runs(cifar_small, tmp_path_factory):
+    """Two tiny real runs on the same 200 real CIFAR images, different seeds."""
+    root = tmp_path_factory.mktemp("deploy-ensemble")
+    options = ["--model", "resnet8", "--data", str(cifar_small), "--epochs", "1",
+               "--batch-size", "50", "--train-subset", "20", "--threads", "1",
+               "--progress", "off"]  # fmt: skip
+    for seed in (1, 2):
+        out = root / f"seed{seed}"
+        assert main(["train", *options, "--seed", str(seed), "--out", str(out)]) == 0
+    return root / "seed1", root / "seed2"
+
+
+def test_cli_exports_an_ensemble_as_one_onnx_graph(runs, cifar_small, capsys):
+    a, b = runs
+    args = ["export", "--checkpoint", str(a), "--checkpoint", str(b), "--format", "onnx"]
+    assert main([*args, "--dynamic-batch"]) == 0
+    stdout = capsys.readouterr().out
+    out = a / "best-ensemble2.onnx"
+    assert f"wrote {out}" in stdout and "exact" in stdout and "NOT exact" not in stdout
+    proto = onnx.load(str(out))
+    assert [o.name for o in proto.graph.output] == ["log_probabilities"]
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["deepres"])
+    assert [m["checkpoint"] for m in meta["members"]] == [
+        str(a / "best.safetensors"),
+        str(b / "best.safetensors"),
+    ]
+    members = load_members(runs)
+    images = images_from_split(str(cifar_small), "test", members[0].meta, 16)
+    session = load_runner(out, "onnx")  # an ONNX Runtime session on the file
+    got = session(images)
+    with torch.no_grad():
+        reference = Ensemble([m.model for m in members])(images)
+        by_hand = sum(m.model(images).softmax(-1) for m in members) / 2
+    assert agreement(reference, got).exact
+    torch.testing.assert_close(got.exp(), by_hand, atol=1e-5, rtol=1e-4)
+
+
+def test_an_ensemble_exports_folded_to_torchscript_and_refuses_its_own_out(runs, tmp_path):
+    out = export_checkpoint(list(runs), "torchscript", fold_bn=True, out=tmp_path / "e.pt")
+    assert out.is_file()
+    with pytest.raises(DeepresError, match="is the checkpoint itself"):
+        export_checkpoint(list(runs), "onnx", out=runs[1] / "best.safetensors")
+
+
+def test_serve_answers_for_an_ensemble_and_lists_its_members(runs, cifar_small):
+    predictor = Predictor(list(runs), tta="flip")
+    client = create_app(predictor).test_client()
+    info = client.get("/info").get_json()
+    assert info["model"] == "ensemble of resnet8, resnet8" and info["tta"] == "flip"
+    assert [m["checkpoint"] for m in info["members"]] == [
+        str(run / "best.safetensors") for run in runs
+    ]
+    image = sorted((cifar_small / "test" / "cat").iterdir())[0]
+    answer = client.post("/predict", data=image.read_bytes(), content_type="image/jpeg")
+    expected = predictor.predict_file(image).top
+    assert [item["class"] for item in answer.get_json()["top"]] == [c for c, _ in expected]
