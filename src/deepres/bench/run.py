@@ -5,8 +5,10 @@ alternating rounds (ours, reference, ours, reference, ...), and the ratio is rep
 round and as the median. Each figure is set next to the machine's matrix-multiply rate,
 measured in the same run, to show how close to the hardware limit it is.
 
-References:
-- inference: torchvision's model as most people run it (NCHW, fp32, eval, no_grad);
+References (``--against``, several at once):
+- inference: torchvision's model as most people run it (NCHW, fp32, eval, no_grad); the
+  same weights in ONNX Runtime or OpenVINO, and ONNX Runtime's own int8 quantization beside
+  deepres's (see ``against``);
 - training: the loop of most tutorials and reproduction repos: torchvision's CIFAR
   transforms on PIL images, a DataLoader with worker processes, NCHW, fp32.
 """
@@ -22,7 +24,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch import nn
 
+from deepres.bench.against import (
+    Quantizer,
+    add_checks,
+    add_ratios,
+    calibration_count,
+    runtime_models,
+    torchvision_model,
+)
 from deepres.bench.harness import (
     Rounds,
     Runner,
@@ -34,6 +45,7 @@ from deepres.bench.harness import (
     train_runner,
 )
 from deepres.bench.references import reference_loader
+from deepres.bench.runtimes import RUNTIMES, Runnable, check_installed
 from deepres.checkpoints import ProgramModel, load_model
 from deepres.data import (
     BatchLoader,
@@ -65,12 +77,17 @@ class BenchOptions:
     grad_checkpointing: bool = False
     data: str = "synthetic"
     checkpoint: list[str] | None = None  # infer: time these saved models instead of model
-    against: str = "none"  # torchvision, reference or none
+    # torchvision, onnxruntime, onnxruntime-int8, openvino (infer); reference (train)
+    against: list[str] = field(default_factory=list)
     reference_workers: list[int] = field(default_factory=lambda: [2, 0])
     rounds: int = 5
     steps: int = 5
     threads: int | None = None
     json: str | None = None  # also write the report here
+
+    def __post_init__(self) -> None:
+        against = [self.against] if isinstance(self.against, str) else list(self.against)
+        self.against = [name for name in against if name != "none"]
 
     def rounds_plan(self) -> Rounds:
         return Rounds(self.rounds, self.steps, self.batch_size)
@@ -109,7 +126,7 @@ def bench_train(opts: BenchOptions, data: TensorData, stats: tuple) -> dict[str,
     ours = train_runner(net, lambda: loader.iter_epoch(next(epoch)), amp, opts.channels_last)
     results: dict[str, Any] = {}
     references: dict[str, Runner] = {}
-    if opts.against == "reference":
+    if "reference" in opts.against:
         reference_model = create_model(
             opts.model, num_classes=data.num_classes, in_chans=data.images.shape[1]
         )
@@ -141,28 +158,64 @@ def bench_train(opts: BenchOptions, data: TensorData, stats: tuple) -> dict[str,
     return results
 
 
-def bench_infer(opts: BenchOptions, data: TensorData | None) -> dict[str, Any]:
-    model = create_model(opts.model).eval()
-    size = opts.input_size or model.default_input_size
-    images = bench_images(data, opts.batch_size, model.in_chans, size)
-    variants: dict[str, Runner] = {}
-    fast_fp32 = optimize_for_inference(model, dtype="fp32", compile=opts.compile)
-    variants["ours_fp32"] = infer_runner(fast_fp32, images)
+def infer_subject(
+    opts: BenchOptions, data: TensorData | None, count: int
+) -> tuple[nn.Module, int, torch.Tensor]:
+    """(fp32 model in eval mode, input size, ``count`` images): ``--model`` with random
+    weights on raw images, or the one ``--checkpoint`` on images normalised as it was
+    trained."""
+    if not opts.checkpoint:
+        model = create_model(opts.model).eval()
+        size = opts.input_size or model.default_input_size
+        return model, size, bench_images(data, count, model.in_chans, size)
+    model, meta = load_model(opts.checkpoint[0])
+    size = opts.input_size or int(meta["input_size"])
+    images = bench_images(data, count, len(meta["mean"]), size)
+    if data is not None:
+        mean = torch.tensor(meta["mean"]).view(1, -1, 1, 1)
+        images = (images - mean) / torch.tensor(meta["std"]).view(1, -1, 1, 1)
+    return model.eval(), size, images
+
+
+def ours_models(opts: BenchOptions, model: nn.Module) -> dict[str, Runnable]:
+    """deepres's fast path in fp32, and in bf16 where ``--amp`` asks for it."""
+    models: dict[str, Runnable] = {
+        "ours_fp32": optimize_for_inference(model, dtype="fp32", compile=opts.compile)
+    }
     if opts.amp in ("bf16", "auto") and (opts.amp == "bf16" or bf16_is_native()):
-        variants["ours_bf16"] = infer_runner(
-            optimize_for_inference(model, dtype="bf16", compile=opts.compile), images
+        models["ours_bf16"] = optimize_for_inference(model, dtype="bf16", compile=opts.compile)
+    return models
+
+
+def bench_infer(
+    opts: BenchOptions, data: TensorData | None, quantize: Quantizer | None = None
+) -> dict[str, Any]:
+    """deepres's fast path beside each ``--against`` reference, on the same batch, in
+    alternating rounds; ratios ours ÷ reference and the references' agreement with ours."""
+    int8 = "onnxruntime-int8" in opts.against
+    count = calibration_count(opts.batch_size) if int8 else opts.batch_size
+    model, size, pool = infer_subject(opts, data, count)
+    images = pool[: opts.batch_size]
+    models = ours_models(opts, model)
+    if "torchvision" in opts.against:
+        models["torchvision"] = torchvision_model(opts.model, model)
+    runtimes = [name for name in opts.against if name in RUNTIMES]
+    if runtimes:
+        models.update(
+            runtime_models(model, runtimes, pool, opts.batch_size, quantize, opts.compile)
         )
-    if opts.against == "torchvision":
-        if not hasattr(torchvision.models, opts.model):
-            raise DeepresError(f"torchvision has no {opts.model}; use --against reference")
-        reference = getattr(torchvision.models, opts.model)().eval()
-        reference.load_state_dict(model.state_dict())
-        variants["torchvision"] = infer_runner(lambda x: reference(x), images)
-        with torch.inference_mode():
-            diff = (fast_fp32(images) - reference(images)).abs().max().item()
-    results = time_variants(variants, opts.rounds_plan(), count_macs(model, size), "torchvision")
+    runners = {name: infer_runner(fn, images) for name, fn in models.items()}
+    results = time_variants(runners, opts.rounds_plan(), count_macs(model, size), "torchvision")
+    add_ratios(results)
+    add_checks(results, models, model, images, pool)
     if "torchvision" in results:
+        diff = results["torchvision"]["agreement_vs_ours_fp32"]["max_abs_diff"]
         results["ours_fp32"]["max_abs_diff_vs_torchvision"] = diff
+    for name, fn in models.items():
+        if hasattr(fn, "version"):
+            results[name]["version"] = fn.version
+    if "ours_int8" in results:
+        results["ours_int8"]["compiled"] = opts.compile
     return results
 
 
@@ -202,7 +255,9 @@ def bench_checkpoints(opts: BenchOptions, data: TensorData | None) -> dict[str, 
     return time_variants(variants, opts.rounds_plan(), macs, str(opts.checkpoint[0]))
 
 
-def run_bench(opts: BenchOptions) -> dict[str, Any]:
+def run_bench(opts: BenchOptions, quantize: Quantizer | None = None) -> dict[str, Any]:
+    """The report of ``deepres bench``; ``quantize`` is deepres's int8 quantizer
+    (``deepres.deploy.quantize.quantize_model``), needed for ``--against onnxruntime-int8``."""
     torch.manual_seed(0)
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -241,7 +296,10 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         report["train"] = bench_train(opts, data, stats)
     if opts.mode in ("infer", "both"):
         data = None if opts.data == "synthetic" else load_bench_data(opts.data, 0, 3, 0)
-        report["infer"] = (bench_checkpoints if opts.checkpoint else bench_infer)(opts, data)
+        if opts.checkpoint and not opts.against:
+            report["infer"] = bench_checkpoints(opts, data)
+        else:
+            report["infer"] = bench_infer(opts, data, quantize)
     for section in ("train", "infer"):
         for result in report.get(section, {}).values():
             for dtype in ("fp32", "bf16"):
@@ -260,25 +318,55 @@ def print_report(report: dict[str, Any]) -> None:
     )
     print(f"matrix multiply: fp32 {mm['fp32']:.0f} GFLOP/s, bf16 {mm['bf16']:.0f} GFLOP/s")
     for section in ("train", "infer"):
-        if section not in report:
-            continue
-        print(f"\n{section}:")
+        if section in report:
+            print(f"\n{section}:")
+            print_table(report[section])
+            print_comparisons(report[section])
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    baseline = " vs torchvision" if "torchvision" in results else ""
+    print(
+        f"  {'variant':<22} {'img/s':>9} {'ms/batch':>9} {'GFLOP/s':>8} {'%fp32mm':>8}"
+        f" {'%bf16mm':>8} {'speed-up' + baseline + ' (median; per round)':>30}"
+    )
+    for name, r in results.items():
+        ratio = r.get("ours_speedup_median", r.get("speedup_median"))
+        rounds = r.get("ours_speedup_per_round", r.get("speedup_per_round"))
+        label = "" if ratio is None else (f"{ratio:.2f}x ({', '.join(f'{x:.2f}' for x in rounds)})")
+        if name.startswith("reference"):
+            label = "ours is " + label
         print(
-            f"  {'variant':<22} {'img/s':>9} {'ms/batch':>9} {'GFLOP/s':>8} {'%fp32mm':>8}"
-            f" {'%bf16mm':>8} {'speed-up (median; per round)':>30}"
+            f"  {name:<22} {r['images_per_s']:9.1f} {r['ms_per_batch']:9.1f} "
+            f"{r['gflops']:8.1f} {r['pct_of_fp32_matmul']:7.1f}% "
+            f"{r['pct_of_bf16_matmul']:7.1f}% {label:>30}"
         )
-        for name, r in report[section].items():
-            ratio = r.get("ours_speedup_median", r.get("speedup_median"))
-            rounds = r.get("ours_speedup_per_round", r.get("speedup_per_round"))
-            label = (
-                "" if ratio is None else (f"{ratio:.2f}x ({', '.join(f'{x:.2f}' for x in rounds)})")
-            )
-            if name.startswith("reference"):
-                label = "ours is " + label
+
+
+def print_comparisons(results: dict[str, dict[str, Any]]) -> None:
+    """The ``--against`` references' lines: ratios, exactness, int8 top-1 agreement."""
+    for name, r in results.items():
+        for reference, ratio in r.get("ratio_vs", {}).items():
+            rounds = ", ".join(f"{x:.2f}" for x in ratio["per_round"])
+            print(f"  {name} / {reference} img/s: {ratio['median']:.2f}x (per round {rounds})")
+    for name, r in results.items():
+        if "agreement_vs_ours_fp32" in r:
+            a = r["agreement_vs_ours_fp32"]
+            top5 = "same top-5" if a["same_top5"] else "top-5 differs"
+            verdict = "exact" if a["exact"] else "NOT exact"
             print(
-                f"  {name:<22} {r['images_per_s']:9.1f} {r['ms_per_batch']:9.1f} "
-                f"{r['gflops']:8.1f} {r['pct_of_fp32_matmul']:7.1f}% "
-                f"{r['pct_of_bf16_matmul']:7.1f}% {label:>30}"
+                f"  {name} vs ours_fp32: max |logit difference| {a['max_abs_diff']:.2e} "
+                f"(limit {a['tolerance']:.1e}, {top5}: {verdict})"
+            )
+        if r.get("compiled") is False:
+            print(
+                f"  {name} ran eagerly (quantize/dequantize around fp32 kernels): "
+                "add --compile for deepres's fused int8 kernels"
+            )
+        if "top1_agreement_vs_fp32" in r:
+            print(
+                f"  {name}: same top-1 class as fp32 on {r['agreement_images']} images: "
+                f"{100 * r['top1_agreement_vs_fp32']:.1f}% (7-bit: {r['seven_bit']})"
             )
 
 
@@ -293,16 +381,46 @@ def check_options(opts: BenchOptions) -> None:
                 f"bench --data needs an in-memory data set; {opts.data} is an image "
                 "folder of large images (use synthetic)"
             )
-    timed = {"torchvision": ("infer", "inference"), "reference": ("train", "training")}
-    if opts.against in timed:
-        mode, what = timed[opts.against]
-        if opts.mode not in (mode, "both"):
-            raise DeepresError(
-                f"--against {opts.against} compares {what} speed: use --mode {mode} or both"
-            )
-    if opts.against == "torchvision" and not hasattr(torchvision.models, opts.model):
-        raise DeepresError(f"torchvision has no {opts.model}; use --against reference or none")
-    if opts.checkpoint and (opts.mode != "infer" or opts.against != "none"):
-        raise DeepresError("--checkpoint times saved models: use --mode infer, no --against")
+    if opts.checkpoint:
+        check_checkpoint_options(opts)
+    check_against(opts)
     if opts.json and not Path(opts.json).parent.is_dir():
         raise DeepresError(f"--json {opts.json}: no such folder {Path(opts.json).parent}")
+
+
+# --against NAME -> (the mode it needs, what it compares)
+TIMED = {
+    "torchvision": ("infer", "inference"),
+    "reference": ("train", "training"),
+    **{name: ("infer", "inference") for name in RUNTIMES},
+}
+
+
+def check_against(opts: BenchOptions) -> None:
+    """Each ``--against`` known, in a mode that times it, and its packages installed."""
+    for name in opts.against:
+        if name not in TIMED:
+            raise DeepresError(f"--against {name}: choose from {', '.join(TIMED)} or none")
+        mode, what = TIMED[name]
+        if opts.mode not in (mode, "both"):
+            raise DeepresError(f"--against {name} compares {what} speed: use --mode {mode} or both")
+        check_installed(name)
+    if "torchvision" in opts.against and not hasattr(torchvision.models, opts.model):
+        raise DeepresError(f"torchvision has no {opts.model}; use --against reference or none")
+
+
+def check_checkpoint_options(opts: BenchOptions) -> None:
+    """``--checkpoint``: saved models side by side, or one fp32 checkpoint against the
+    ONNX Runtime / OpenVINO references."""
+    if opts.mode != "infer":
+        raise DeepresError("--checkpoint times saved models: use --mode infer")
+    if not opts.against:
+        return
+    others = [name for name in opts.against if name not in RUNTIMES]
+    programs = [path for path in opts.checkpoint if str(path).endswith(".pt2")]
+    if others or programs or len(opts.checkpoint) != 1:
+        raise DeepresError(
+            "--checkpoint with --against times one fp32 checkpoint (a run folder or "
+            f".safetensors file) against {', '.join(RUNTIMES)}; compare with torchvision or "
+            "reference through --model, and time .pt2 programs with --checkpoint alone"
+        )

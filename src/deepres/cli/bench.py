@@ -1,4 +1,5 @@
-"""``deepres bench``: images/s next to torchvision or a reference loop, in one process."""
+"""``deepres bench``: images/s next to torchvision, ONNX Runtime, OpenVINO or a reference
+training loop, in one process."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import json
 from pathlib import Path
 
 from deepres.bench import BenchOptions, check_options, print_report, run_bench
+from deepres.bench.runtimes import RUNTIMES
 from deepres.cli.options import existing_path, non_negative_int, positive_int
+from deepres.deploy.quantize import quantize_model
+
+AGAINST = ["torchvision", *RUNTIMES, "reference", "none"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="images/s next to torchvision / a reference loop")
+    p = sub.add_parser("bench", help="images/s next to torchvision, ONNX Runtime, a reference loop")
     p.add_argument("--model", default="resnet20")
     p.add_argument("--mode", choices=["train", "infer", "both"], default="both")
     p.add_argument("--batch-size", type=positive_int, default=128)
@@ -31,9 +36,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         type=existing_path,
         help="infer mode: time this run folder, .safetensors or .pt2 (int8) file instead of "
-        "--model; repeat to compare (speed-up against the first)",
+        "--model; repeat to compare (speed-up against the first), or give one fp32 "
+        "checkpoint with --against onnxruntime/onnxruntime-int8/openvino",
     )
-    p.add_argument("--against", choices=["torchvision", "reference", "none"], default="none")
+    p.add_argument(
+        "--against",
+        choices=AGAINST,
+        nargs="+",
+        default=["none"],
+        metavar="NAME",
+        help="references, timed in the same rounds: torchvision, onnxruntime, "
+        "onnxruntime-int8 (ORT's static int8 beside deepres's), openvino (inference); "
+        "reference (the tutorial training loop); none (default)",
+    )
     p.add_argument(
         "--reference-workers",
         type=non_negative_int,
@@ -51,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     opts = BenchOptions(**{k: v for k, v in vars(args).items() if k not in ("command", "run")})
     check_options(opts)
-    report = run_bench(opts)
+    report = run_bench(opts, quantize=quantize_model)  # deepres's int8 path (deploy) for bench
     print_report(report)
     if opts.json:
         Path(opts.json).write_text(json.dumps(report, indent=2))
