@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from deepres import DeepresError
 from deepres.cli import main
@@ -74,3 +75,17 @@ def test_deepres_recipes_name_prints_a_file_that_works_as_a_recipe(capsys, tmp_p
     built_in = vars(resolve_config("fast-cpu"))
     assert {**from_file, "recipe": None} == {**built_in, "recipe": None}
     assert set(from_file) == {f for f in TrainConfig.__dataclass_fields__}
+
+
+def test_crop_padding_sets_the_shift_of_the_in_memory_random_crop():
+    from deepres.data.augment import random_crop_flip
+    from deepres.train.batches import build_data
+
+    options = dict(data="synthetic:1x8x8:2:64", batch_size=64, augment="crop-flip")
+    loader = build_data(resolve_config(crop_padding=2, **options)).train.loader
+    assert loader.padding == 2
+    # a 2-pixel padding never shifts an image by 3: every crop keeps the 4x4 centre
+    images = torch.arange(1, 65, dtype=torch.uint8).view(1, 1, 8, 8).repeat(16, 1, 1, 1)
+    crops = random_crop_flip(images, 2, torch.Generator().manual_seed(0), flip=False)
+    assert (crops[:, :, 2:6, 2:6] > 0).all()
+    assert build_data(resolve_config(**options)).train.loader.padding == 4

@@ -104,6 +104,12 @@ def model_and_data_options(parser: argparse.ArgumentParser) -> None:
         "TrivialAugmentWide on each image",
     )
     add(
+        "--crop-padding",
+        type=non_negative_int,
+        metavar="PIXELS",
+        help="small in-memory images: zero padding before the random crop (4, as in §4.2)",
+    )
+    add(
         "--random-erasing",
         type=float,
         metavar="P",

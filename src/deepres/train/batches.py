@@ -185,7 +185,7 @@ def tensor_batches(
         shuffle=True,
         drop_last=True,
         augment=cfg.augment != "none",
-        padding=4 if cfg.augment in ("crop-flip", *POLICIES) else 0,
+        padding=cfg.crop_padding if cfg.augment in ("crop-flip", *POLICIES) else 0,
         policy=cfg.augment if cfg.augment in POLICIES else None,
         random_erasing=cfg.random_erasing,
         mix=train_mixer(cfg, train.classes),

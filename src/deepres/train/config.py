@@ -62,6 +62,7 @@ class TrainConfig:
     init_from: str | None = None
     # data
     augment: str = "crop-flip"
+    crop_padding: int = 4  # in-memory crop-flip: pixels of zero padding before the crop
     random_erasing: float = 0.0  # probability of erasing a random rectangle of an image
     image_size: int | None = None  # folder data sets: crop size (default 224)
     train_subset: int | None = None  # first k images of each class
@@ -97,6 +98,7 @@ class TrainConfig:
             self.ema is None or 0 < self.ema < 1,
             f"--ema is a decay in (0, 1), such as 0.999; got {self.ema}",
         )
+        need(self.crop_padding >= 0, "--crop-padding must be >= 0")
         need(self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix alphas must be >= 0")
         need(0 <= self.mix_prob <= 1, f"--mix-prob must be in [0, 1], got {self.mix_prob}")
         need(
