@@ -16,6 +16,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def one_thread_env() -> dict[str, str]:
-    """The environment for a `deepres` subprocess with one intra-op thread."""
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
+def one_thread_env(tmp_path_factory) -> dict[str, str]:
+    """The environment for a `deepres` subprocess with one intra-op thread and the tests'
+    private cache (this session fixture is made before the autouse one sets it)."""
+    cache = str(tmp_path_factory.getbasetemp() / "cache")
+    return {**os.environ, "OMP_NUM_THREADS": "1", "DEEPRES_CACHE": cache}

@@ -3,25 +3,35 @@ static int8 quantization) and OpenVINO, each as a function of a float32 batch.
 
 The model goes to ONNX the way ``deepres export`` writes it (``torch.onnx`` dynamo exporter,
 opset 18, free batch dimension), into a temporary folder; the runtimes read it from there.
+The export and the ONNX Runtime session live in ``deepres.inference.onnx`` (the inference
+runtimes of ``deepres eval/predict/serve`` use them too); they are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import logging
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from deepres.errors import DeepresError
+from deepres.inference.onnx import OPSET, OnnxRuntimeModel, export_onnx, quiet
 
 RUNTIMES = ("onnxruntime", "onnxruntime-int8", "openvino")
-OPSET = 18
+__all__ = [
+    "OPSET",
+    "RUNTIMES",
+    "BatchReader",
+    "OnnxRuntimeModel",
+    "OpenVinoModel",
+    "Runnable",
+    "check_installed",
+    "export_onnx",
+    "quantize_onnx",
+    "quiet",
+]
 # (import name, how to install) that each --against needs beyond torch
 REQUIREMENTS: dict[str, list[tuple[str, str]]] = {
     "onnxruntime": [
@@ -39,7 +49,6 @@ REQUIREMENTS: dict[str, list[tuple[str, str]]] = {
         ("onnxscript", "pip install 'deepres[deploy]' (or onnxscript)"),
     ],
 }
-CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "onnxruntime", "torch.onnx", "torch.export")
 
 Runnable = Callable[[torch.Tensor], torch.Tensor]
 
@@ -51,64 +60,6 @@ def check_installed(against: str) -> None:
             raise DeepresError(
                 f"--against {against} needs {module}, which is not installed: {install}"
             )
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence the exporters' and quantizer's INFO logs and warnings."""
-    loggers = [logging.getLogger(name) for name in CHATTY_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
-    """``model`` (eval mode) as an ONNX file with a free batch dimension, as ``deepres export
-    --format onnx --dynamic-batch`` writes it (without the metadata)."""
-    try:
-        with quiet():
-            program = torch.onnx.export(
-                model.eval(),
-                (example[:2].clone(),),
-                dynamo=True,
-                opset_version=OPSET,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_shapes=({0: "batch"},),
-                verbose=False,
-            )
-            program.save(str(path), external_data=False)
-    except Exception as err:  # exporters raise many types; name the step and the cause
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise DeepresError(f"ONNX export for the runtime comparison failed: {first}") from err
-    return path
-
-
-class OnnxRuntimeModel:
-    """An ONNX file in an ONNX Runtime session (CPU, all graph optimisations, ``threads``
-    intra-op threads), called like a model: float32 batch in, logits out."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.version = ort.__version__
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        array = images.detach().contiguous().numpy()  # shares memory: no copy
-        return torch.from_numpy(self.session.run(None, {self.input: array})[0])
 
 
 class BatchReader:

@@ -2,14 +2,22 @@
 
 Several ``--checkpoint``s evaluate their ensemble (and each member); ``--tta`` adds
 test-time augmentation (and prints the single-view numbers beside); ``--ema`` reads each
-run's EMA weights."""
+run's EMA weights; ``--runtime`` chooses what runs the model (default ``auto``: the fastest
+exact runtime, see ``deepres.deploy.runtime``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from deepres.cli.options import add_checkpoint, add_ema, add_tta, existing_folder, positive_int
+from deepres.cli.options import (
+    add_checkpoint,
+    add_ema,
+    add_runtime,
+    add_tta,
+    existing_folder,
+    positive_int,
+)
 from deepres.deploy.evaluate import evaluate_checkpoints
 from deepres.train.evaluate import CheckpointEval, EvalResult, save_eval_report
 
@@ -27,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--ten-crop", action="store_true", help="the paper's 10-crop testing")
     add_tta(ev)
     add_ema(ev)
+    add_runtime(ev)
     ev.add_argument(
         "--out",
         help="folder for confusion.png and eval.json (default: the run; for an ensemble, "
@@ -46,6 +55,7 @@ def run(args: argparse.Namespace) -> None:
         ten_crop=args.ten_crop,
         tta=args.tta,
         ema=args.ema,
+        runtime=args.runtime,
     )
     print_header(evaluation)
     print_scores(evaluation)

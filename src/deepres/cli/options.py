@@ -122,3 +122,17 @@ def add_ema(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use the run's EMA weights (ema.safetensors in the run folder)",
     )
+
+
+def add_runtime(parser: argparse.ArgumentParser) -> None:
+    """``--runtime auto|torch|eager|onnxruntime``: what runs the model (all exact in fp32)."""
+    from deepres.deploy.runtime import RUNTIMES
+
+    parser.add_argument(
+        "--runtime",
+        choices=list(RUNTIMES),
+        default="auto",
+        help="what runs the model, every choice exact in fp32: eager (as loaded), torch "
+        "(BatchNorm folded, channels-last), onnxruntime, or auto (default: the fastest "
+        "exact one, measured once on this machine and remembered in the cache)",
+    )

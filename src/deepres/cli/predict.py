@@ -1,5 +1,6 @@
 """``deepres predict --checkpoint RUN IMAGE...``: the top classes of image files (several
-``--checkpoint``s: their ensemble; ``--tta``: test-time augmentation; ``--ema``: EMA weights)."""
+``--checkpoint``s: their ensemble; ``--tta``: test-time augmentation; ``--ema``: EMA weights;
+``--runtime``: what runs the model, default ``auto``, see ``deepres.deploy.runtime``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import argparse
 import json
 import sys
 
-from deepres.cli.options import add_checkpoint, add_ema, add_tta, existing_path, positive_int
+from deepres.cli.options import (
+    add_checkpoint,
+    add_ema,
+    add_runtime,
+    add_tta,
+    existing_path,
+    positive_int,
+)
+from deepres.deploy.runtime import load_predictor
 from deepres.errors import DeepresError
-from deepres.inference import Predictor, expand_inputs
+from deepres.inference import expand_inputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--json", action="store_true", help="print JSON")
     add_tta(pr)
     add_ema(pr)
+    add_runtime(pr)
     pr.set_defaults(run=run)
 
 
@@ -27,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     paths = expand_inputs(args.images)
     if not paths:
         raise DeepresError("no image files found in " + ", ".join(args.images))
-    predictor = Predictor(args.checkpoint, tta=args.tta, ema=args.ema)
+    predictor = load_predictor(args.checkpoint, tta=args.tta, ema=args.ema, runtime=args.runtime)
     results, failures = [], 0
     for path in paths:
         try:

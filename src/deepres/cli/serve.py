@@ -7,6 +7,7 @@ import argparse
 from deepres.cli.options import (
     add_checkpoint,
     add_ema,
+    add_runtime,
     add_tta,
     port_number,
     positive_float,
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_checkpoint(sv, several=True)
     add_tta(sv)
     add_ema(sv)
+    add_runtime(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument(
         "--port", type=port_number, default=8000, help="port (default 8000; 0: any free)"
@@ -43,4 +45,5 @@ def run(args: argparse.Namespace) -> None:
         int(args.max_mb * 2**20),
         tta=args.tta,
         ema=args.ema,
+        runtime=args.runtime,
     )

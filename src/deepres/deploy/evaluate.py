@@ -7,12 +7,13 @@ the ensemble and TTA of ``deepres.inference`` and the evaluation of ``deepres.tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from pathlib import Path
 
 import torch
 
-from deepres.data import check_data
+from deepres.data import TensorData, check_data
+from deepres.deploy.runtime import check_runtime, prepare_members
 from deepres.inference.members import Member, as_list, combine, load_members
 from deepres.inference.tta import black_level, check_mode, tta_views
 from deepres.train.evaluate import (
@@ -26,6 +27,8 @@ from deepres.train.evaluate import (
     load_eval_split,
 )
 
+TEN_CROPS = 10  # ten-crop evaluation runs each batch of B images as B x 10 crops
+
 
 def evaluate_checkpoints(
     checkpoints: str | Path | Sequence[str | Path],
@@ -37,16 +40,20 @@ def evaluate_checkpoints(
     ten_crop: bool = False,
     tta: str | None = None,
     ema: bool = False,
+    runtime: str = "eager",
 ) -> CheckpointEval:
     """Evaluate one checkpoint or the ensemble of several (their softmax probabilities
     averaged), with test-time augmentation ``tta`` (``"flip"``, ``"flip-crop"``) or
-    without; ``ema``: each run's EMA weights. The answer's ``result`` is the ensemble's
-    (with the TTA), ``single_view`` the same without TTA, ``members`` each member alone.
-    One checkpoint without TTA is ``evaluate_checkpoint``."""
+    without; ``ema``: each run's EMA weights; ``runtime``: what runs each member
+    (``deepres.deploy.runtime``: eager, torch, onnxruntime or auto; all exact, so the
+    numbers agree to float rounding). The answer's ``result`` is the ensemble's (with the
+    TTA), ``single_view`` the same without TTA, ``members`` each member alone.
+    One checkpoint without TTA in eager is ``evaluate_checkpoint``."""
     paths = as_list(checkpoints)
+    check_runtime(runtime)
     if tta:
         check_mode(tta)
-    if len(paths) == 1 and not tta:
+    if len(paths) == 1 and not tta and runtime == "eager":
         return evaluate_checkpoint(
             paths[0], data, split, data_root, subset, batch_size, ten_crop, ema=ema
         )
@@ -57,6 +64,8 @@ def evaluate_checkpoints(
     data_name, images = load_eval_split(
         meta, str(paths[0]), data, split, data_root, subset, ten_crop
     )
+    crops = TEN_CROPS if ten_crop else 1
+    members = prepare_members(members, runtime, crops * min(batch_size, image_count(images)))
     batches = eval_batches(images, batch_size, meta)
     result, single_view, scores = evaluate_together(members, batches, tta)
     return CheckpointEval(
@@ -70,6 +79,11 @@ def evaluate_checkpoints(
         single_view,
         scores if len(members) > 1 else [],
     )
+
+
+def image_count(images: TensorData | Sized) -> int:
+    """How many images a split holds (in memory or in a folder)."""
+    return len(images.labels) if isinstance(images, TensorData) else len(images)
 
 
 def evaluate_together(

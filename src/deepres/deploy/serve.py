@@ -5,8 +5,8 @@
 - ``POST /predict``: the image as multipart field ``image`` or as the raw request body;
   answers ``{"top": [{"class", "probability"}, ...], "ms": ...}``, 400 with ``{"error"}``
   for anything that is not a readable image, 413 for uploads over the size limit.
-- ``GET /info``: the model, its classes, the upload limit, an ensemble's ``members`` and
-  the test-time augmentation (``tta``).
+- ``GET /info``: the model, its classes, the upload limit, an ensemble's ``members``,
+  the test-time augmentation (``tta``) and the inference ``runtime``.
 
 Every error, a wrong method or path included, is answered as JSON ``{"error"}``.
 
@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepres.deploy.runtime import load_predictor
 from deepres.errors import DeepresError
 from deepres.inference import Predictor
 
@@ -52,6 +53,7 @@ def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES) -> Flask
         "quantized": meta.get("quantized"),
         "members": predictor.members,
         "tta": meta.get("tta"),
+        "runtime": meta.get("runtime", "eager"),
         "max_bytes": max_bytes,
     }
 
@@ -115,12 +117,14 @@ def serve(
     max_bytes: int = MAX_UPLOAD_BYTES,
     tta: str | None = None,
     ema: bool = False,
+    runtime: str = "auto",
 ) -> None:
     """``deepres serve``: the web page and JSON API on ``host:port`` until interrupted.
-    Several checkpoints are served as their ensemble; ``tta``/``ema`` as in ``Predictor``."""
+    Several checkpoints are served as their ensemble; ``tta``/``ema`` as in ``Predictor``;
+    ``runtime``: what runs the model (``deepres.deploy.runtime``)."""
     from waitress.server import create_server
 
-    predictor = Predictor(checkpoint, tta=tta, ema=ema)
+    predictor = load_predictor(checkpoint, tta=tta, ema=ema, runtime=runtime)
     app = create_app(predictor, max_bytes)
     try:
         server = create_server(app, host=host, port=port, threads=threads)

@@ -1,0 +1,103 @@
+"""A model in ONNX Runtime: exported with a free batch dimension (``torch.onnx`` dynamo
+exporter, opset 18, as ``deepres export --format onnx --dynamic-batch`` writes it) and run
+in an ``InferenceSession`` on the CPU with all graph optimisations.
+
+``deepres bench --against onnxruntime`` and the ``onnxruntime`` inference runtime of
+``deepres eval/predict/serve`` (``deepres.deploy.runtime``) both use it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deepres.errors import DeepresError
+
+OPSET = 18
+CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "onnxruntime", "torch.onnx", "torch.export")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the exporters' and quantizer's INFO logs and warnings."""
+    loggers = [logging.getLogger(name) for name in CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def export_onnx(
+    model: nn.Module, example: torch.Tensor, path: Path, purpose: str = "the runtime comparison"
+) -> Path:
+    """``model`` (eval mode) as an ONNX file with a free batch dimension, as ``deepres export
+    --format onnx --dynamic-batch`` writes it (without the metadata). ``purpose`` names
+    what the export is for in the error a failed export raises."""
+    try:
+        with quiet():
+            program = torch.onnx.export(
+                model.eval(),
+                (example[:2].clone(),),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: "batch"},),
+                verbose=False,
+            )
+            program.save(str(path), external_data=False)
+    except Exception as err:  # exporters raise many types; name the step and the cause
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DeepresError(f"ONNX export for {purpose} failed: {first}") from err
+    return path
+
+
+class OnnxRuntimeModel:
+    """An ONNX file in an ONNX Runtime session (CPU, all graph optimisations, ``threads``
+    intra-op threads), called like a model: float32 batch in, logits out."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.version = ort.__version__
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        array = images.detach().float().contiguous().numpy()  # shares memory: no copy
+        return torch.from_numpy(self.session.run(None, {self.input: array})[0])
+
+
+class OnnxModule(nn.Module):
+    """An ``OnnxRuntimeModel`` as an ``nn.Module``, so that ``eval()``, ``Ensemble`` and
+    ``TestTimeAugmentation`` take it as they take the PyTorch model (it has no parameters;
+    its weights live in the session)."""
+
+    def __init__(self, runner: OnnxRuntimeModel, path: Path) -> None:
+        super().__init__()
+        self.runner, self.path = runner, path
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.runner(images)
+
+
+def onnxruntime_installed() -> bool:
+    """Whether ONNX Runtime and the exporter's onnxscript can be imported."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript"))
