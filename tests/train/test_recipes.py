@@ -89,3 +89,32 @@ def test_crop_padding_sets_the_shift_of_the_in_memory_random_crop():
     crops = random_crop_flip(images, 2, torch.Generator().manual_seed(0), flip=False)
     assert (crops[:, :, 2:6, 2:6] > 0).all()
     assert build_data(resolve_config(**options)).train.loader.padding == 4
+
+
+def write_idx(folder, count=8):
+    """Fashion-MNIST's file layout (unsigned-byte IDX) with random 28x28 images."""
+    import gzip
+    import struct
+
+    folder.mkdir(parents=True)
+    images = torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(count, dtype=torch.uint8) % 10
+    for prefix in ("train", "t10k"):
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            header = struct.pack(">BBBB", 0, 0, 8, array.dim())
+            header += struct.pack(f">{array.dim()}I", *array.shape)
+            name = folder / f"{prefix}-{kind}-ubyte.gz"
+            name.write_bytes(gzip.compress(header + array.numpy().tobytes()))
+
+
+def test_augment_auto_is_flips_for_fashion_mnist_and_crops_for_other_small_images(tmp_path):
+    from deepres.train.batches import build_data, data_augment
+
+    write_idx(tmp_path / "fashion-mnist")
+    idx = resolve_config(data="fashion-mnist", data_root=str(tmp_path), augment="auto")
+    assert data_augment(idx) == "flip"
+    loader = build_data(resolve_config(**{**vars(idx), "batch_size": 4})).train.loader
+    assert loader.augment and loader.padding == 0
+    other = resolve_config(data="synthetic:3x8x8:2:16", augment="auto", batch_size=4)
+    assert data_augment(other) == "crop-flip"
+    assert build_data(other).train.loader.padding == other.crop_padding

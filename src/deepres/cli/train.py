@@ -101,7 +101,8 @@ def model_and_data_options(parser: argparse.ArgumentParser) -> None:
         "--augment",
         choices=AUGMENTS,
         help="randaugment / trivial: the data's crops and flips, then RandAugment or "
-        "TrivialAugmentWide on each image",
+        "TrivialAugmentWide on each image; auto: the data set's own (flips for "
+        "Fashion-MNIST, padded crops and flips for other small images)",
     )
     add(
         "--crop-padding",

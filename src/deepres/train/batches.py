@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from deepres.data import BatchLoader, ImageFolderDataset, TensorData, dataset_stats, load_split
+from deepres.data import (
+    BatchLoader,
+    ImageFolderDataset,
+    TensorData,
+    dataset_stats,
+    load_split,
+    resolve,
+)
 from deepres.data.augment import MIXING_STREAM, POLICIES, derive_seed
 from deepres.data.mixing import BatchMixer, batch_mixer
 from deepres.errors import DeepresError
@@ -172,6 +179,7 @@ def tensor_batches(
     pixels of padding, a random crop and a horizontal flip; then the options' policy, random
     erasing and mixing of each global micro-batch, the same on every rank)."""
     mean, std = dataset_stats(cfg.data, cfg.data_root)
+    augment = data_augment(cfg)
     common = dict(
         mean=mean,
         std=std,
@@ -184,9 +192,9 @@ def tensor_batches(
         local_batch * world_size,
         shuffle=True,
         drop_last=True,
-        augment=cfg.augment != "none",
-        padding=cfg.crop_padding if cfg.augment in ("crop-flip", *POLICIES) else 0,
-        policy=cfg.augment if cfg.augment in POLICIES else None,
+        augment=augment != "none",
+        padding=cfg.crop_padding if augment in ("crop-flip", *POLICIES) else 0,
+        policy=augment if augment in POLICIES else None,
         random_erasing=cfg.random_erasing,
         mix=train_mixer(cfg, train.classes),
         seed=cfg.seed,
@@ -203,6 +211,16 @@ def tensor_batches(
         tuple(std),
         train.images.shape[-1],
     )
+
+
+def data_augment(cfg: TrainConfig) -> str:
+    """``cfg.augment``, with ``auto`` made the data set's own: flips only for IDX sets such as
+    Fashion-MNIST, whose images are centred and size-normalised by construction (shifted
+    crops would teach an invariance their test images never need), padded random crops and
+    flips (§4.2) for other small images."""
+    if cfg.augment != "auto":
+        return cfg.augment
+    return "flip" if resolve(cfg.data, cfg.data_root).kind == "idx" else "crop-flip"
 
 
 def test_shard(cfg: TrainConfig, test: TensorData, rank: int, world_size: int) -> TensorData:

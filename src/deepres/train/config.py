@@ -20,7 +20,8 @@ SCHEDULES = ("step", "cosine", "onecycle", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 # randaugment / trivial: the data's own crops and flips, then RandAugment (Cubuk et al. 2020)
 # or TrivialAugmentWide (Müller & Hutter 2021) per image (torchvision.transforms.v2)
-AUGMENTS = ("crop-flip", "flip", "scale-flip", "none", "randaugment", "trivial")
+# auto: the data set's own (see ``train.batches.data_augment``)
+AUGMENTS = ("crop-flip", "flip", "scale-flip", "none", "randaugment", "trivial", "auto")
 
 
 @dataclass
