@@ -70,6 +70,11 @@ def optimisation_options(parser: argparse.ArgumentParser) -> None:
     add("--momentum", type=float)
     add("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     add("--weight-decay", type=float)
+    add(
+        "--norm-weight-decay",
+        type=float,
+        help="weight decay of the BatchNorm weights and biases (default: --weight-decay)",
+    )
     add("--schedule", choices=SCHEDULES)
     add("--milestones", type=float, nargs="+", help="step schedule: fractions of training")
     add("--warmup", type=float, help="linear warm-up in epochs (onecycle: fraction)")

@@ -42,6 +42,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
+    norm_weight_decay: float | None = None  # of normalisation layers (default: weight_decay)
     schedule: str = "step"
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
     gamma: float = 0.1
@@ -124,6 +125,10 @@ class TrainConfig:
             "--nesterov needs a positive --momentum (or --no-nesterov)",
         )
         need(self.weight_decay >= 0, "--weight-decay must be >= 0")
+        need(
+            self.norm_weight_decay is None or self.norm_weight_decay >= 0,
+            "--norm-weight-decay must be >= 0",
+        )
         need(
             0 <= self.warmup < 1 if self.schedule == "onecycle" else self.warmup >= 0,
             f"--warmup must be >= 0 (in epochs; for --schedule onecycle a fraction of training "

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.ops._utils import split_normalization_params
 
 from deepres.checkpoints import STATE_FILE, unwrap
 from deepres.errors import DeepresError
@@ -133,9 +134,15 @@ def build_model(
 
 
 def sgd(cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
-    """SGD with momentum and weight decay (§3.4: 0.9 and 1e-4); each step sets its lr."""
+    """SGD with momentum and weight decay (§3.4: 0.9 and 1e-4); each step sets its lr.
+    ``--norm-weight-decay`` gives the normalisation layers' weights their own decay (as in
+    torchvision's reference scripts)."""
+    params: Any = model.parameters()
+    if cfg.norm_weight_decay is not None:
+        norm, other = split_normalization_params(model)
+        params = [{"params": other}, {"params": norm, "weight_decay": cfg.norm_weight_decay}]
     return torch.optim.SGD(
-        model.parameters(),
+        params,
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
