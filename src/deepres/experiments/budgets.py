@@ -64,8 +64,7 @@ SMALL_EXTREME_DEPTH: dict[str, Any] = {
 
 # The ensemble experiment's part of each budget: members trained from different seeds with
 # ``recipe`` and ``train`` (they replace the budget's training options). Small: the fast-cpu
-# recipe (one-cycle lr up to 0.4, batch 256, Nesterov, label smoothing 0.1) for 3 epochs on
-# all 50k cifar10-jpeg training images. One epoch of ResNet-20 takes about 100 s on this
+# recipe (`deepres recipes fast-cpu`) for 3 epochs on all 50k cifar10-jpeg training images. One epoch of ResNet-20 takes about 100 s on this
 # 2-core CPU and a test pass over the 10k test images about a tenth of that, so 4 members
 # take about 4 x 3 x 110 s = 22 minutes, and the ensemble's own test (every member once more,
 # plus once for the probabilities) about 2 minutes: well within an hour on two cores.
@@ -81,9 +80,8 @@ ENSEMBLE: dict[str, dict[str, Any]] = {
     },
     "small": {
         "description": (
-            "a CPU budget: 4 members, each trained with the fast-cpu recipe for 3 epochs of "
-            "batch 256 on all 50k training images (585 iterations; one-cycle lr up to 0.4, "
-            "label smoothing 0.1, Nesterov momentum) and tested on all 10k test images"
+            "a CPU budget: 4 members, each trained with the fast-cpu recipe for 3 epochs on "
+            "all 50k training images and tested on all 10k test images"
         ),
         "recipe": "fast-cpu",
         "train": {"epochs": 3},
