@@ -36,3 +36,19 @@ def cifar_small(tmp_path_factory) -> Path:
     copy_subset(SHARED_DATA / "cifar10-jpeg", dest / "t", 20, ("test",))
     shutil.move(dest / "t" / "test", test)
     return dest
+
+
+@pytest.fixture(scope="session")
+def two_runs(cifar_small, tmp_path_factory) -> tuple[Path, Path]:
+    """Two tiny real runs (ResNet-8, one epoch) on the same real CIFAR images, seeds 1 and 2:
+    members of an ensemble."""
+    from deepres.cli import main
+
+    root = tmp_path_factory.mktemp("two-runs")
+    options = ["--model", "resnet8", "--data", str(cifar_small), "--epochs", "1",
+               "--batch-size", "50", "--train-subset", "20", "--threads", "1",
+               "--progress", "off"]  # fmt: skip
+    for seed in (1, 2):
+        out = root / f"seed{seed}"
+        assert main(["train", *options, "--seed", str(seed), "--out", str(out)]) == 0
+    return root / "seed1", root / "seed2"

@@ -15,21 +15,8 @@ from deepres.deploy.inputs import images_from_split
 from deepres.inference import Ensemble, Predictor, agreement, load_members
 
 
-@pytest.fixture(scope="module")
-def runs(cifar_small, tmp_path_factory):
-    """Two tiny real runs on the same 200 real CIFAR images, different seeds."""
-    root = tmp_path_factory.mktemp("deploy-ensemble")
-    options = ["--model", "resnet8", "--data", str(cifar_small), "--epochs", "1",
-               "--batch-size", "50", "--train-subset", "20", "--threads", "1",
-               "--progress", "off"]  # fmt: skip
-    for seed in (1, 2):
-        out = root / f"seed{seed}"
-        assert main(["train", *options, "--seed", str(seed), "--out", str(out)]) == 0
-    return root / "seed1", root / "seed2"
-
-
-def test_cli_exports_an_ensemble_as_one_onnx_graph(runs, cifar_small, capsys):
-    a, b = runs
+def test_cli_exports_an_ensemble_as_one_onnx_graph(two_runs, cifar_small, capsys):
+    a, b = two_runs
     args = ["export", "--checkpoint", str(a), "--checkpoint", str(b), "--format", "onnx"]
     assert main([*args, "--dynamic-batch"]) == 0
     stdout = capsys.readouterr().out
@@ -42,7 +29,7 @@ def test_cli_exports_an_ensemble_as_one_onnx_graph(runs, cifar_small, capsys):
         str(a / "best.safetensors"),
         str(b / "best.safetensors"),
     ]
-    members = load_members(runs)
+    members = load_members(two_runs)
     images = images_from_split(str(cifar_small), "test", members[0].meta, 16)
     session = load_runner(out, "onnx")  # an ONNX Runtime session on the file
     got = session(images)
@@ -53,20 +40,20 @@ def test_cli_exports_an_ensemble_as_one_onnx_graph(runs, cifar_small, capsys):
     torch.testing.assert_close(got.exp(), by_hand, atol=1e-5, rtol=1e-4)
 
 
-def test_an_ensemble_exports_folded_to_torchscript_and_refuses_its_own_out(runs, tmp_path):
-    out = export_checkpoint(list(runs), "torchscript", fold_bn=True, out=tmp_path / "e.pt")
+def test_an_ensemble_exports_folded_to_torchscript_and_refuses_its_own_out(two_runs, tmp_path):
+    out = export_checkpoint(list(two_runs), "torchscript", fold_bn=True, out=tmp_path / "e.pt")
     assert out.is_file()
     with pytest.raises(DeepresError, match="is the checkpoint itself"):
-        export_checkpoint(list(runs), "onnx", out=runs[1] / "best.safetensors")
+        export_checkpoint(list(two_runs), "onnx", out=two_runs[1] / "best.safetensors")
 
 
-def test_serve_answers_for_an_ensemble_and_lists_its_members(runs, cifar_small):
-    predictor = Predictor(list(runs), tta="flip")
+def test_serve_answers_for_an_ensemble_and_lists_its_members(two_runs, cifar_small):
+    predictor = Predictor(list(two_runs), tta="flip")
     client = create_app(predictor).test_client()
     info = client.get("/info").get_json()
     assert info["model"] == "ensemble of resnet8, resnet8" and info["tta"] == "flip"
     assert [m["checkpoint"] for m in info["members"]] == [
-        str(run / "best.safetensors") for run in runs
+        str(run / "best.safetensors") for run in two_runs
     ]
     image = sorted((cifar_small / "test" / "cat").iterdir())[0]
     answer = client.post("/predict", data=image.read_bytes(), content_type="image/jpeg")

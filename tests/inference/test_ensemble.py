@@ -13,19 +13,6 @@ from deepres.inference import Ensemble, Predictor, TestTimeAugmentation, load_me
 from deepres.train.evaluate import eval_batches, evaluate
 
 
-@pytest.fixture(scope="module")
-def runs(cifar_small, tmp_path_factory):
-    """Two tiny real runs on the same 200 real CIFAR images, different seeds."""
-    root = tmp_path_factory.mktemp("ensemble")
-    options = ["--model", "resnet8", "--data", str(cifar_small), "--epochs", "1",
-               "--batch-size", "50", "--train-subset", "20", "--threads", "1",
-               "--progress", "off"]  # fmt: skip
-    for seed in (1, 2):
-        out = root / f"seed{seed}"
-        assert main(["train", *options, "--seed", str(seed), "--out", str(out)]) == 0
-    return root / "seed1", root / "seed2"
-
-
 def test_two_different_models_average_their_softmaxes():
     torch.manual_seed(0)
     a, b = create_model("resnet8", num_classes=7).eval(), create_model("resnet20", num_classes=7)
@@ -46,8 +33,8 @@ def test_an_ensemble_of_one_model_twice_is_that_model():
     assert torch.equal(got.argmax(-1), logits.argmax(-1))
 
 
-def test_eval_of_a_run_twice_equals_the_run(runs, cifar_small):
-    run = runs[0]
+def test_eval_of_a_run_twice_equals_the_run(two_runs, cifar_small):
+    run = two_runs[0]
     single = evaluate_checkpoints(run, data=str(cifar_small))
     twice = evaluate_checkpoints([run, run], data=str(cifar_small))
     assert len(twice.members) == 2 and twice.result.count == single.result.count == 200
@@ -58,9 +45,9 @@ def test_eval_of_a_run_twice_equals_the_run(runs, cifar_small):
 
 
 @pytest.mark.parametrize("tta", [None, "flip"])
-def test_one_pass_eval_agrees_with_the_ensemble_module(runs, cifar_small, tta):
-    evaluation = evaluate_checkpoints(list(runs), data=str(cifar_small), subset=5, tta=tta)
-    members = load_members(runs)
+def test_one_pass_eval_agrees_with_the_ensemble_module(two_runs, cifar_small, tta):
+    evaluation = evaluate_checkpoints(list(two_runs), data=str(cifar_small), subset=5, tta=tta)
+    members = load_members(two_runs)
     meta = members[0].meta
     images = load_split(str(cifar_small), "test", subset=5, image_size=32,
                         stats=(meta["mean"], meta["std"]))  # fmt: skip
@@ -78,22 +65,22 @@ def test_one_pass_eval_agrees_with_the_ensemble_module(runs, cifar_small, tta):
     assert got.loss == pytest.approx(expected.loss, rel=1e-5)
 
 
-def test_predictor_of_two_runs_gives_the_mean_of_their_probabilities(runs, cifar_small):
+def test_predictor_of_two_runs_gives_the_mean_of_their_probabilities(two_runs, cifar_small):
     image = sorted((cifar_small / "test" / "frog").iterdir())[0]
-    both = Predictor(list(runs)).predict_file(image, top_k=10).top
-    alone = [dict(Predictor(run).predict_file(image, top_k=10).top) for run in runs]
+    both = Predictor(list(two_runs)).predict_file(image, top_k=10).top
+    alone = [dict(Predictor(run).predict_file(image, top_k=10).top) for run in two_runs]
     assert len(both) == 10
     for name, prob in both:
         assert prob == pytest.approx((alone[0][name] + alone[1][name]) / 2, abs=1e-6)
 
 
-def test_members_with_other_classes_are_refused(runs, tmp_path):
+def test_members_with_other_classes_are_refused(two_runs, tmp_path):
     other = tmp_path / "other"
     options = ["--model", "resnet8", "--data", "synthetic:3x32x32:4:64", "--epochs", "1",
                "--batch-size", "32", "--threads", "1", "--progress", "off"]  # fmt: skip
     assert main(["train", *options, "--out", str(other)]) == 0
     with pytest.raises(DeepresError) as err:
-        load_members([runs[0], other])
+        load_members([two_runs[0], other])
     message = str(err.value)
-    assert str(runs[0] / "best.safetensors") in message and str(other) in message
+    assert str(two_runs[0] / "best.safetensors") in message and str(other) in message
     assert "differ in classes (10 items [airplane" in message and "vs ['class0'" in message

@@ -9,12 +9,10 @@ before activation"), so the two collapse into one convolution with a bias.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from deepres.deploy.inputs import check_images
 from deepres.errors import DeepresError
 from deepres.inference import Agreement, agreement, fold_batchnorm
 from deepres.inference.members import combine, load_members
+from deepres.inference.onnx import quiet
 from deepres.runtime import atomic_write
 
 log = logging.getLogger(__name__)
@@ -36,26 +35,6 @@ MAX_BATCH = 65536
 CHECK_IMAGES = 8  # dynamic batch: one batch of 7 and one of 1
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
-# Libraries that log each optimisation step at INFO (the CLI logs at INFO).
-CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._dynamo")
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence exporter chatter: INFO logs and the deprecation warnings of TorchScript
-    (still the format many C++ deployments read)."""
-    loggers = [logging.getLogger(name) for name in CHATTY_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def example_input(model: nn.Module, meta: dict[str, Any], batch: int) -> torch.Tensor:

@@ -64,10 +64,11 @@ SMALL_EXTREME_DEPTH: dict[str, Any] = {
 
 # The ensemble experiment's part of each budget: members trained from different seeds with
 # ``recipe`` and ``train`` (they replace the budget's training options). Small: the fast-cpu
-# recipe (`deepres recipes fast-cpu`) for 3 epochs on all 50k cifar10-jpeg training images. One epoch of ResNet-20 takes about 100 s on this
-# 2-core CPU and a test pass over the 10k test images about a tenth of that, so 4 members
-# take about 4 x 3 x 110 s = 22 minutes, and the ensemble's own test (every member once more,
-# plus once for the probabilities) about 2 minutes: well within an hour on two cores.
+# recipe (`deepres recipes fast-cpu`) for 3 epochs on all 50k cifar10-jpeg training images.
+# One epoch of ResNet-20 took 70-100 s on one thread of the 2-core CPUs here and a test pass
+# over the 10k test images about a tenth of that, so 4 members take at most 4 x 3 x 110 s =
+# 22 minutes, and the ensemble's own test (every member once more, plus once for the
+# probabilities) about 2 minutes: well within an hour on two cores.
 ENSEMBLE: dict[str, dict[str, Any]] = {
     "tiny": {
         "description": (

@@ -19,7 +19,15 @@ from torch import nn
 from deepres.errors import DeepresError
 
 OPSET = 18
-CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "onnxruntime", "torch.onnx", "torch.export")
+# Libraries that log each step at INFO (the CLI logs at INFO)
+CHATTY_LOGGERS = (
+    "onnxscript",
+    "onnx_ir",
+    "onnxruntime",
+    "torch.onnx",
+    "torch.export",
+    "torch._dynamo",
+)
 
 
 @contextlib.contextmanager
