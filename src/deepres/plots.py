@@ -8,13 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from deepres.errors import DeepresError
 
-from deepres.errors import DeepresError  # noqa: E402
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the headless Agg backend, imported on first use (it takes half
+    a second, which every command that never draws would pay at start-up)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_confusion(
@@ -25,6 +32,7 @@ def plot_confusion(
     rates = counts / counts.sum(1, keepdim=True).clamp(min=1)
     n = len(classes)
     side = max(4.0, 0.5 * n + 2)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(side, side))
     ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), classes, rotation=90 if n > 5 else 0)
@@ -94,6 +102,7 @@ def plot_panels(
     """Panels side by side as a PNG, plus ``<name>.json`` beside it listing every axis label
     and series (label, kind, number of points, last value) for readers and tests."""
     path = Path(path)
+    plt = pyplot()
     fig, axes = plt.subplots(
         1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]), squeeze=False
     )
