@@ -136,8 +136,24 @@ def test_a_checkpoint_is_timed_against_onnxruntime(tmp_path):
     assert infer["ours_fp32"]["ratio_vs"]["onnxruntime"]["median"] > 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("openvino") is not None, reason="installed")
-def test_openvino_missing_says_how_to_install(capsys):
+def test_openvino_runs_our_weights_exactly_and_reports_the_ratio():
+    pytest.importorskip("openvino")
+    report = run_bench(BenchOptions(model="resnet20", against=["openvino"], **TINY))
+    infer = report["infer"]
+    assert list(infer) == ["ours_fp32", "openvino"]
+    assert_timed(infer["openvino"])
+    agreement = infer["openvino"]["agreement_vs_ours_fp32"]
+    assert agreement["exact"] and agreement["max_abs_diff"] <= agreement["tolerance"]
+    assert infer["ours_fp32"]["ratio_vs"]["openvino"]["median"] > 0
+
+
+def test_a_missing_runtime_says_how_to_install(capsys, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(  # as on a machine without OpenVINO
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "openvino" else real_find_spec(name, *a),
+    )
     assert main(["bench", "--mode", "infer", "--against", "openvino"]) == 2
     assert "--against openvino needs openvino" in capsys.readouterr().err
     with pytest.raises(DeepresError, match="pip install openvino"):

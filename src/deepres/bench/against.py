@@ -5,7 +5,7 @@ deepres's model, and the checks that they compute the same thing.
 - ``onnxruntime``: the model exported to ONNX, in an ONNX Runtime session;
 - ``onnxruntime-int8``: ONNX Runtime's static int8 quantization of that file, beside
   deepres's int8 program (``deepres quantize``), both calibrated on the bench's images;
-- ``openvino``: the ONNX file compiled by OpenVINO for the CPU (untested: not installed).
+- ``openvino``: the ONNX file compiled by OpenVINO for the CPU (``pip install openvino``).
 
 Ratios are ours ÷ reference images/s, per round and as the median.
 """
@@ -99,7 +99,7 @@ def runtime_models(
         onnx_file = export_onnx(model, calibration, Path(folder) / "model.onnx")
         if "onnxruntime" in against:
             models["onnxruntime"] = OnnxRuntimeModel(onnx_file, threads)
-        if "openvino" in against:  # untested: OpenVINO is not installed here
+        if "openvino" in against:
             models["openvino"] = OpenVinoModel(onnx_file, threads)
         if "onnxruntime-int8" in against:
             assert quantize is not None

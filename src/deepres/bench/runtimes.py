@@ -107,10 +107,9 @@ def quantize_onnx(
 
 
 class OpenVinoModel:
-    """UNTESTED (OpenVINO is not installed where deepres is developed; only the missing-
-    package error is tested). The ONNX file converted by ``openvino.convert_model`` and
-    compiled for "CPU" with ``threads`` inference threads, fp32 precision (OpenVINO would
-    otherwise pick bf16 on CPUs with AMX) and the latency hint, called like a model."""
+    """The ONNX file converted by ``openvino.convert_model`` and compiled for "CPU" with
+    ``threads`` inference threads, fp32 precision (OpenVINO would otherwise pick bf16 on
+    CPUs with AMX) and the latency hint, called like a model."""
 
     def __init__(self, path: Path, threads: int) -> None:
         import openvino as ov
