@@ -3,11 +3,13 @@
 ema=True)``.
 
 The hand computation follows the definition: ema_0 = w_0 (the weights before the first step),
-ema_t = decay * ema_{t-1} + (1 - decay) * w_t after step t, in float64, from the weights of a
-real training captured after every step. The resume tests kill real ``deepres train``
+ema_t = d_t * ema_{t-1} + (1 - d_t) * w_t after step t, in float64, from the weights of a
+real training captured after every step; d_t = decay (plain) or, with the default warm-up,
+min(decay, (1 + t) / (10 + t)). The resume tests kill real ``deepres train``
 processes at a chosen step or file write (``DEEPRES_FAULT``, as tests/train/test_faults.py)."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -36,10 +38,19 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.fixture(scope="module")
-def five_steps(tmp_path_factory):
-    """Five real SGD steps of resnet20 on synthetic images with --ema 0.9: the run, and the
-    weights (with BatchNorm's buffers) before the first step and after each one."""
+def plain(step: int) -> float:
+    return DECAY
+
+
+def warming_up(step: int) -> float:
+    return min(DECAY, (1 + step) / (10 + step))
+
+
+@pytest.fixture(scope="module", params=[plain, warming_up], ids=["plain", "warm-up"])
+def five_steps(tmp_path_factory, request):
+    """Five real SGD steps of resnet20 on synthetic images with --ema 0.9 (plain, or with
+    warm-up): the run, the weights (with BatchNorm's buffers) before the first step and after
+    each one, and the decay of each step."""
     out = tmp_path_factory.mktemp("steps") / "run"
     cfg = resolve_config(
         model="resnet20",
@@ -48,6 +59,7 @@ def five_steps(tmp_path_factory):
         lr=0.1,
         epochs=1,
         ema=DECAY,
+        ema_warmup=request.param is warming_up,
         threads=1,
         progress="off",
         out=str(out),
@@ -62,15 +74,16 @@ def five_steps(tmp_path_factory):
             weights.append(snapshot(run.model))
     finally:
         torch.set_num_threads(threads)
-    return run, weights
+    return run, weights, request.param
 
 
-def hand_ema(weights: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def hand_ema(weights: list[dict[str, torch.Tensor]], decay=plain) -> dict[str, torch.Tensor]:
     """The EMA by its definition, in float64; integer buffers are the last weights' own."""
     ema = {k: v.double() for k, v in weights[0].items()}
-    for w in weights[1:]:
+    for step, w in enumerate(weights[1:], start=1):
+        d = decay(step)
         for k, v in w.items():
-            ema[k] = DECAY * ema[k] + (1 - DECAY) * v.double() if v.is_floating_point() else v
+            ema[k] = d * ema[k] + (1 - d) * v.double() if v.is_floating_point() else v
     return ema
 
 
@@ -80,23 +93,38 @@ def assert_matches(actual: dict[str, torch.Tensor], expected: dict[str, torch.Te
 
 
 def test_the_ema_equals_the_hand_computed_one_after_every_step(five_steps):
-    run, weights = five_steps
+    run, weights, decay = five_steps
     ema = run.ema.state_dict()
     assert run.state.step == STEPS and ema.keys() == weights[0].keys()
     parameters = [name for name, _ in run.model.named_parameters()]
-    assert_matches(ema, hand_ema(weights), parameters)
+    assert_matches(ema, hand_ema(weights, decay), parameters)
     # The average is none of the weights it averages: it lags behind the last ones...
     last = weights[-1]["conv1.weight"]
     assert (ema["conv1.weight"] - last).abs().max() > 100 * (last.abs().max() * 1e-5)
-    # ... and it started from the weights before the first step, not from those after it.
-    started_late = hand_ema(weights[1:])
-    gap = (ema["fc.weight"].double() - started_late["fc.weight"]).abs().max()
-    assert gap > 1e-3, "the EMA does not start from the initial weights"
+    # ... and the decay of each step is the one asked for, not the other one.
+    other = warming_up if decay is plain else plain
+    gap = (ema["fc.weight"].double() - hand_ema(weights, other)["fc.weight"]).abs().max()
+    assert gap > 1e-3, "the EMA used the other decay schedule"
+
+
+def test_warm_up_fades_out_the_initial_weights():
+    # the share of w_0 in ema_t is the product of the decays: plain 0.999 keeps 12% of the
+    # random initial weights after 2,145 steps (5 epochs of Fashion-MNIST at batch 128)
+    from deepres.train.ema import WeightEMA
+
+    model = torch.nn.Linear(2, 2)
+    shares = {}
+    for warmup in (False, True):
+        ema = WeightEMA(model, 0.999, warmup=warmup)
+        shares[warmup] = math.prod(ema.decay_at(t) for t in range(1, 2146))
+    assert shares[False] == pytest.approx(0.999**2145) and shares[False] > 0.1
+    assert shares[True] < 1e-9
+    assert WeightEMA(model, 0.999).decay_at(100_000) == 0.999  # capped by the decay asked for
 
 
 def test_batchnorm_statistics_are_averaged_and_the_batch_count_copied(five_steps):
-    run, weights = five_steps
-    ema, expected = run.ema.state_dict(), hand_ema(weights)
+    run, weights, decay = five_steps
+    ema, expected = run.ema.state_dict(), hand_ema(weights, decay)
     statistics = [k for k in ema if k.endswith(("running_mean", "running_var"))]
     assert len(statistics) == 2 * 19  # resnet20: bn1 and two BatchNorms in each of 9 blocks
     assert_matches(ema, expected, statistics)

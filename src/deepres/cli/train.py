@@ -87,6 +87,13 @@ def optimisation_options(parser: argparse.ArgumentParser) -> None:
         help="also keep an exponential moving average of the weights (and BatchNorm "
         "statistics), such as 0.999; evaluated beside them, saved as ema.safetensors",
     )
+    add(
+        "--ema-warmup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let the EMA's decay grow as min(DECAY, (1 + t) / (10 + t)) over the steps t "
+        "(default), so the initial weights fade out; --no-ema-warmup: a plain EMA",
+    )
     add("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA); 0 = off")
     add("--cutmix", type=float, metavar="ALPHA", help="cutmix with Beta(ALPHA, ALPHA); 0 = off")
     add("--mix-prob", type=float, metavar="P", help="mix this share of the batches (default 1)")

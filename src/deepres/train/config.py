@@ -54,6 +54,7 @@ class TrainConfig:
     grad_accum_steps: int = 1
     # weight averaging and batch mixing
     ema: float | None = None  # decay of an exponential moving average of the weights
+    ema_warmup: bool = True  # the decay grows as min(ema, (1 + t) / (10 + t)) with step t
     mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha); 0 = off
     cutmix: float = 0.0  # alpha of cutmix; 0 = off
     mix_prob: float = 1.0  # the share of batches that are mixed (when mixup/cutmix is on)

@@ -254,7 +254,7 @@ def sgd_step(run: Run, errors: int, images: int) -> None:
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:  # every rank: the weights are the same on all of them
-        run.ema.update(run.model)
+        run.ema.update(run.model, state.step + 1)
     state.step += 1
     state.batch += 1
     poison(run.model, "weights", state.step)

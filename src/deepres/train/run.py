@@ -92,7 +92,7 @@ class Run:
         mode = cfg.progress if ctx.is_main else "off"
         self.progress = Progress(self.total, mode, every=cfg.progress_every)
         # --ema: the moving average starts from the model's weights before the first step
-        self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
+        self.ema = WeightEMA(self.model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
 
     @property
     def finished(self) -> bool:
