@@ -1,8 +1,8 @@
-"""``--runtime auto|torch|eager|onnxruntime`` of ``deepres eval``/``predict``/``serve``: each
-runtime's logits are exact against the model as loaded, ``auto`` never picks an inexact
-one and remembers its choice in a JSON file that it checks before trusting. A real model
-(a resnet20 trained briefly on real CIFAR images), real ONNX Runtime sessions; no timing
-is asserted."""
+"""``--runtime auto|torch|eager|onnxruntime|openvino`` of ``deepres eval``/``predict``/
+``serve``: each runtime's logits are exact against the model as loaded, ``auto`` never
+picks an inexact one and remembers its choice in a JSON file that it checks before
+trusting. A real model (a resnet20 trained briefly on real CIFAR images), real ONNX Runtime
+and OpenVINO sessions; no timing is asserted."""
 
 import json
 import logging
@@ -26,7 +26,7 @@ from deepres.deploy.runtime import (
 from deepres.deploy.serve import create_app
 from deepres.errors import DeepresError
 from deepres.inference import Agreement, InferenceModel, Predictor, agreement
-from deepres.inference.onnx import OnnxModule
+from deepres.inference.onnx import OnnxModule, openvino_installed
 
 TRAIN = ["--model", "resnet20", "--epochs", "3", "--batch-size", "20", "--lr", "0.05",
          "--threads", "1", "--progress", "off", "--train-subset", "20"]  # fmt: skip
@@ -68,7 +68,12 @@ def choices(cache) -> dict:
     return json.loads((cache / CHOICES_FILE).read_text())["choices"]
 
 
-@pytest.mark.parametrize("runtime", ["eager", "torch", "onnxruntime"])
+OPENVINO = pytest.mark.skipif(not openvino_installed(), reason="openvino is not installed")
+
+
+@pytest.mark.parametrize(
+    "runtime", ["eager", "torch", "onnxruntime", pytest.param("openvino", marks=OPENVINO)]
+)
 def test_each_runtime_is_exact_against_eager(loaded, batch, shared_cache, runtime):
     model, meta = loaded
     prepared = prepare(model, meta, runtime, batch_size=7, cache=shared_cache)
@@ -83,7 +88,7 @@ def test_each_runtime_is_exact_against_eager(loaded, batch, shared_cache, runtim
         assert prepared.runner.dtype == torch.float32
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
         assert not torch.equal(logits(prepared, batch), reference)  # another computation
-    if runtime == "onnxruntime":  # a real ONNX Runtime session on a cached file
+    if runtime in ("onnxruntime", "openvino"):  # a real session on the cached ONNX file
         assert isinstance(prepared.runner, OnnxModule)
         assert prepared.runner.path.parent == shared_cache / "onnx"
         assert prepared.runner.path.stat().st_size > 100_000  # 0.27 M fp32 weights
@@ -94,14 +99,15 @@ def test_auto_measures_once_then_reuses_the_remembered_choice(loaded, shared_cac
     before = STATS.measurements
     first = prepare(model, meta, "auto", batch_size=16, cache=shared_cache)
     assert STATS.measurements == before + 1
-    assert first.runtime in ("torch", "onnxruntime") and first.reason.startswith("measured")
+    installed = ["onnxruntime", "torch"] + (["openvino"] if openvino_installed() else [])
+    assert first.runtime in installed and first.reason.startswith("measured")
     file = shared_cache / CHOICES_FILE
     content, stamp = file.read_bytes(), file.stat().st_mtime_ns
     [record] = [r for r in choices(shared_cache).values() if r["facts"]["batch_size"] == 16]
     assert record["runtime"] == first.runtime
     assert record["facts"]["threads"] == torch.get_num_threads()
     assert record["facts"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert record["facts"]["candidates"] == ["onnxruntime", "torch"]
+    assert record["facts"]["candidates"] == sorted(installed)
     assert all(v.startswith("exact") for v in record["verdicts"].values())
 
     again = prepare(model, meta, "auto", batch_size=16, cache=shared_cache)

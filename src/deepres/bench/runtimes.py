@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from deepres.errors import DeepresError
-from deepres.inference.onnx import OPSET, OnnxRuntimeModel, export_onnx, quiet
+from deepres.inference.onnx import OPSET, OnnxRuntimeModel, OpenVinoModel, export_onnx, quiet
 
 RUNTIMES = ("onnxruntime", "onnxruntime-int8", "openvino")
 __all__ = [
@@ -104,26 +104,3 @@ def quantize_onnx(
             reduce_range=reduce_range,
         )
     return out
-
-
-class OpenVinoModel:
-    """The ONNX file converted by ``openvino.convert_model`` and compiled for "CPU" with
-    ``threads`` inference threads, fp32 precision (OpenVINO would otherwise pick bf16 on
-    CPUs with AMX) and the latency hint, called like a model."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        import openvino as ov
-
-        core = ov.Core()
-        config = {
-            "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        self.compiled = core.compile_model(ov.convert_model(str(path)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.version = ov.__version__
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        outputs = self.request.infer({0: images.detach().contiguous().numpy()})
-        return torch.from_numpy(outputs[0].copy())

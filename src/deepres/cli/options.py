@@ -125,7 +125,8 @@ def add_ema(parser: argparse.ArgumentParser) -> None:
 
 
 def add_runtime(parser: argparse.ArgumentParser) -> None:
-    """``--runtime auto|torch|eager|onnxruntime``: what runs the model (all exact in fp32)."""
+    """``--runtime auto|torch|eager|onnxruntime|openvino``: what runs the model (all exact
+    in fp32)."""
     from deepres.deploy.runtime import RUNTIMES
 
     parser.add_argument(
@@ -133,6 +134,6 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
         choices=list(RUNTIMES),
         default="auto",
         help="what runs the model, every choice exact in fp32: eager (as loaded), torch "
-        "(BatchNorm folded, channels-last), onnxruntime, or auto (default: the fastest "
+        "(BatchNorm folded, channels-last), onnxruntime, openvino, or auto (default: the fastest "
         "exact one, measured once on this machine and remembered in the cache)",
     )

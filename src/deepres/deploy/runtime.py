@@ -12,7 +12,10 @@ Every runtime returns fp32 logits that are exact against the model as loaded (se
   file's bytes (or, for a model without one, of its state dict), its metadata, the input
   shape, the opset and the torch version. Its batch dimension is free, so one file serves
   every batch size (the last, smaller batch of an evaluation included);
-- ``auto`` (the commands' default): ``torch`` and ``onnxruntime`` (when installed) run on a
+- ``openvino``: the same cached ONNX file compiled by OpenVINO for the CPU (fp32, the same
+  thread count), when ``openvino`` is installed;
+- ``auto`` (the commands' default): ``torch``, ``onnxruntime`` and ``openvino`` (those
+  installed) run on a
   batch of the real shape, each is checked against ``eager`` on it (an inexact one is never
   picked), the exact ones are timed in a few alternating rounds (fewer for big models:
   about ``MEASURE_SECONDS`` in all) and the fastest is picked. The choice is remembered in
@@ -50,14 +53,16 @@ from deepres.inference.onnx import (
     OPSET,
     OnnxModule,
     OnnxRuntimeModel,
+    OpenVinoModel,
     export_onnx,
     onnxruntime_installed,
+    openvino_installed,
 )
 from deepres.runtime import atomic_write
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "eager", "onnxruntime")
+RUNTIMES = ("auto", "torch", "eager", "onnxruntime", "openvino")
 MEASURE_SECONDS = 2.0  # about how long auto's timed rounds take in all
 MAX_ROUNDS = 5
 MAX_MEASURE_IMAGES = 256  # auto measures at most this many images a batch (memory)
@@ -137,10 +142,21 @@ def build_onnxruntime(model: nn.Module, target: Target) -> Runner:
     return OnnxModule(runner, path)
 
 
+def build_openvino(model: nn.Module, target: Target) -> Runner:
+    if not openvino_installed():
+        raise DeepresError(
+            "the openvino runtime needs openvino and onnxscript: pip install openvino "
+            "onnxscript, or choose --runtime onnxruntime or torch"
+        )
+    path = onnx_file(model, target)
+    return OnnxModule(OpenVinoModel(path, target.threads), path)
+
+
 BUILDERS: dict[str, Builder] = {
     "eager": build_eager,
     "torch": build_torch,
     "onnxruntime": build_onnxruntime,
+    "openvino": build_openvino,
 }
 
 
@@ -193,8 +209,10 @@ def input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, int, int]:
 
 
 def auto_candidates() -> dict[str, Builder]:
-    """What ``auto`` measures: ``torch``, and ``onnxruntime`` when it is installed."""
-    names = ["torch", "onnxruntime"] if onnxruntime_installed() else ["torch"]
+    """What ``auto`` measures: ``torch``, and ``onnxruntime`` and ``openvino`` where they are
+    installed."""
+    installed = {"onnxruntime": onnxruntime_installed(), "openvino": openvino_installed()}
+    names = ["torch", *(name for name, present in installed.items() if present)]
     return {name: BUILDERS[name] for name in names}
 
 

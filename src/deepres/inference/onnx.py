@@ -3,7 +3,8 @@ exporter, opset 18, as ``deepres export --format onnx --dynamic-batch`` writes i
 in an ``InferenceSession`` on the CPU with all graph optimisations.
 
 ``deepres bench --against onnxruntime`` and the ``onnxruntime`` inference runtime of
-``deepres eval/predict/serve`` (``deepres.deploy.runtime``) both use it."""
+``deepres eval/predict/serve`` (``deepres.deploy.runtime``) both use it; OpenVINO runs the
+same file (``OpenVinoModel``, ``--against openvino`` and ``--runtime openvino``)."""
 
 from __future__ import annotations
 
@@ -91,12 +92,35 @@ class OnnxRuntimeModel:
         return torch.from_numpy(self.session.run(None, {self.input: array})[0])
 
 
-class OnnxModule(nn.Module):
-    """An ``OnnxRuntimeModel`` as an ``nn.Module``, so that ``eval()``, ``Ensemble`` and
-    ``TestTimeAugmentation`` take it as they take the PyTorch model (it has no parameters;
-    its weights live in the session)."""
+class OpenVinoModel:
+    """The ONNX file converted by ``openvino.convert_model`` and compiled for "CPU" with
+    ``threads`` inference threads, fp32 precision (OpenVINO would otherwise pick bf16 on
+    CPUs with AMX) and the latency hint, called like a model."""
 
-    def __init__(self, runner: OnnxRuntimeModel, path: Path) -> None:
+    def __init__(self, path: Path, threads: int) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        self.compiled = core.compile_model(ov.convert_model(str(path)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.version = ov.__version__
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        outputs = self.request.infer({0: images.detach().contiguous().numpy()})
+        return torch.from_numpy(outputs[0].copy())
+
+
+class OnnxModule(nn.Module):
+    """An ``OnnxRuntimeModel`` (or ``OpenVinoModel``) as an ``nn.Module``, so that
+    ``eval()``, ``Ensemble`` and ``TestTimeAugmentation`` take it as they take the PyTorch
+    model (it has no parameters; its weights live in the runtime)."""
+
+    def __init__(self, runner: OnnxRuntimeModel | OpenVinoModel, path: Path) -> None:
         super().__init__()
         self.runner, self.path = runner, path
 
@@ -109,3 +133,10 @@ def onnxruntime_installed() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript"))
+
+
+def openvino_installed() -> bool:
+    """Whether OpenVINO and the exporter's onnxscript can be imported."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("openvino", "onnxscript"))
