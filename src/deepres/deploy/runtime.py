@@ -132,14 +132,7 @@ def build_onnxruntime(model: nn.Module, target: Target) -> Runner:
             "the onnxruntime runtime needs onnxruntime and onnxscript: "
             "pip install 'deepres[deploy]', or choose --runtime torch"
         )
-    path = onnx_file(model, target)
-    try:
-        runner = OnnxRuntimeModel(path, target.threads)
-    except Exception:  # a damaged cache file: export it again, once
-        path.unlink(missing_ok=True)
-        path = onnx_file(model, target)
-        runner = OnnxRuntimeModel(path, target.threads)
-    return OnnxModule(runner, path)
+    return on_onnx_file(OnnxRuntimeModel, model, target)
 
 
 def build_openvino(model: nn.Module, target: Target) -> Runner:
@@ -148,8 +141,24 @@ def build_openvino(model: nn.Module, target: Target) -> Runner:
             "the openvino runtime needs openvino and onnxscript: pip install openvino "
             "onnxscript, or choose --runtime onnxruntime or torch"
         )
+    return on_onnx_file(OpenVinoModel, model, target)
+
+
+def on_onnx_file(
+    session: Callable[[Path, int], OnnxRuntimeModel | OpenVinoModel],
+    model: nn.Module,
+    target: Target,
+) -> OnnxModule:
+    """``session`` (ONNX Runtime's or OpenVINO's) on the model's cached ONNX file; a damaged
+    file is exported again, once."""
     path = onnx_file(model, target)
-    return OnnxModule(OpenVinoModel(path, target.threads), path)
+    try:
+        runner = session(path, target.threads)
+    except Exception:  # a damaged cache file: export it again, once
+        path.unlink(missing_ok=True)
+        path = onnx_file(model, target)
+        runner = session(path, target.threads)
+    return OnnxModule(runner, path)
 
 
 BUILDERS: dict[str, Builder] = {
