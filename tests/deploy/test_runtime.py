@@ -26,7 +26,7 @@ from deepres.deploy.runtime import (
 from deepres.deploy.serve import create_app
 from deepres.errors import DeepresError
 from deepres.inference import Agreement, InferenceModel, Predictor, agreement
-from deepres.inference.onnx import OnnxModule, openvino_installed
+from deepres.inference.onnx import OnnxModule, runtime_installed
 
 TRAIN = ["--model", "resnet20", "--epochs", "3", "--batch-size", "20", "--lr", "0.05",
          "--threads", "1", "--progress", "off", "--train-subset", "20"]  # fmt: skip
@@ -68,7 +68,7 @@ def choices(cache) -> dict:
     return json.loads((cache / CHOICES_FILE).read_text())["choices"]
 
 
-OPENVINO = pytest.mark.skipif(not openvino_installed(), reason="openvino is not installed")
+OPENVINO = pytest.mark.skipif(not runtime_installed("openvino"), reason="openvino is not installed")
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_auto_measures_once_then_reuses_the_remembered_choice(loaded, shared_cac
     before = STATS.measurements
     first = prepare(model, meta, "auto", batch_size=16, cache=shared_cache)
     assert STATS.measurements == before + 1
-    installed = ["onnxruntime", "torch"] + (["openvino"] if openvino_installed() else [])
+    installed = ["onnxruntime", "torch"] + (["openvino"] if runtime_installed("openvino") else [])
     assert first.runtime in installed and first.reason.startswith("measured")
     file = shared_cache / CHOICES_FILE
     content, stamp = file.read_bytes(), file.stat().st_mtime_ns

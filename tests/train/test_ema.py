@@ -27,6 +27,7 @@ from deepres.checkpoints import EMA_FILE, MODEL_FILE, load_model, resolve_weight
 from deepres.cli import main
 from deepres.train import distributed as dist
 from deepres.train import resolve_config
+from deepres.train.ema import WeightEMA
 from deepres.train.evaluate import evaluate_checkpoint
 from deepres.train.loop import forward_backward, set_up, sgd_step
 
@@ -110,8 +111,6 @@ def test_the_ema_equals_the_hand_computed_one_after_every_step(five_steps):
 def test_warm_up_fades_out_the_initial_weights():
     # the share of w_0 in ema_t is the product of the decays: plain 0.999 keeps 12% of the
     # random initial weights after 2,145 steps (5 epochs of Fashion-MNIST at batch 128)
-    from deepres.train.ema import WeightEMA
-
     model = torch.nn.Linear(2, 2)
     shares = {}
     for warmup in (False, True):

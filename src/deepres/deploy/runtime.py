@@ -15,11 +15,11 @@ Every runtime returns fp32 logits that are exact against the model as loaded (se
 - ``openvino``: the same cached ONNX file compiled by OpenVINO for the CPU (fp32, the same
   thread count), when ``openvino`` is installed;
 - ``auto`` (the commands' default): ``torch``, ``onnxruntime`` and ``openvino`` (those
-  installed) run on a
-  batch of the real shape, each is checked against ``eager`` on it (an inexact one is never
-  picked), the exact ones are timed in a few alternating rounds (fewer for big models:
-  about ``MEASURE_SECONDS`` in all) and the fastest is picked. The choice is remembered in
-  the cache (``deepres.deploy.choices``), so the next call picks it without measuring.
+  installed) run on a batch of the real shape, each is checked against ``eager`` on it (an
+  inexact one is never picked), the exact ones are timed in a few alternating rounds (fewer
+  for big models: about ``MEASURE_SECONDS`` in all) and the fastest is picked. The choice
+  is remembered in the cache (``deepres.deploy.choices``), so the next call picks it
+  without measuring.
   If no candidate is exact (or none runs), ``eager``.
 
 Ensembles and test-time augmentation: the runtime is applied to each member
@@ -55,8 +55,7 @@ from deepres.inference.onnx import (
     OnnxRuntimeModel,
     OpenVinoModel,
     export_onnx,
-    onnxruntime_installed,
-    openvino_installed,
+    runtime_installed,
 )
 from deepres.runtime import atomic_write
 
@@ -127,21 +126,19 @@ def build_torch(model: nn.Module, target: Target) -> Runner:
 
 
 def build_onnxruntime(model: nn.Module, target: Target) -> Runner:
-    if not onnxruntime_installed():
-        raise DeepresError(
-            "the onnxruntime runtime needs onnxruntime and onnxscript: "
-            "pip install 'deepres[deploy]', or choose --runtime torch"
-        )
+    require("onnxruntime", "pip install 'deepres[deploy]', or choose --runtime torch")
     return on_onnx_file(OnnxRuntimeModel, model, target)
 
 
 def build_openvino(model: nn.Module, target: Target) -> Runner:
-    if not openvino_installed():
-        raise DeepresError(
-            "the openvino runtime needs openvino and onnxscript: pip install openvino "
-            "onnxscript, or choose --runtime onnxruntime or torch"
-        )
+    require("openvino", "pip install openvino onnxscript, or choose --runtime onnxruntime or torch")
     return on_onnx_file(OpenVinoModel, model, target)
+
+
+def require(runtime: str, fix: str) -> None:
+    """Refuse ``runtime`` when it (or the exporter's onnxscript) is not installed."""
+    if not runtime_installed(runtime):
+        raise DeepresError(f"the {runtime} runtime needs {runtime} and onnxscript: {fix}")
 
 
 def on_onnx_file(
@@ -220,8 +217,7 @@ def input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, int, int]:
 def auto_candidates() -> dict[str, Builder]:
     """What ``auto`` measures: ``torch``, and ``onnxruntime`` and ``openvino`` where they are
     installed."""
-    installed = {"onnxruntime": onnxruntime_installed(), "openvino": openvino_installed()}
-    names = ["torch", *(name for name, present in installed.items() if present)]
+    names = ["torch", *(name for name in ("onnxruntime", "openvino") if runtime_installed(name))]
     return {name: BUILDERS[name] for name in names}
 
 

@@ -128,15 +128,9 @@ class OnnxModule(nn.Module):
         return self.runner(images)
 
 
-def onnxruntime_installed() -> bool:
-    """Whether ONNX Runtime and the exporter's onnxscript can be imported."""
+def runtime_installed(runtime: str) -> bool:
+    """Whether ``runtime`` (the module ``onnxruntime`` or ``openvino``) and the exporter's
+    onnxscript can be imported."""
     import importlib.util
 
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript"))
-
-
-def openvino_installed() -> bool:
-    """Whether OpenVINO and the exporter's onnxscript can be imported."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(name) is not None for name in ("openvino", "onnxscript"))
+    return all(importlib.util.find_spec(name) is not None for name in (runtime, "onnxscript"))

@@ -8,11 +8,12 @@ With ``w_t`` the weights after SGD step ``t`` and ``w_0`` those before the first
 With warm-up (the default) ``d_t = min(decay, (1 + t) / (10 + t))``, the schedule of
 TensorFlow's ``ExponentialMovingAverage(num_updates=...)``: early averages span the few
 steps there are, so the random initial weights fade out at once (their share after ``t``
-steps is the product of the ``d_s``; without warm-up it is ``decay^t``: still 12% after 2,000
-steps at 0.999, which ruins the average of a short run). Without warm-up (``--no-ema-warmup``)
-``d_t = decay``, a plain EMA. It covers every parameter and every floating-point buffer (BatchNorm's
-``running_mean`` and ``running_var``, so the averaged weights come with averaged statistics);
-integer buffers (BatchNorm's ``num_batches_tracked``) are copied from the model.
+steps is the product of the ``d_s``; without warm-up it is ``decay^t``: still 12% after
+2,000 steps at 0.999, which ruins the average of a short run). Without warm-up
+(``--no-ema-warmup``) ``d_t = decay``, a plain EMA. It covers every parameter and every
+floating-point buffer (BatchNorm's ``running_mean`` and ``running_var``, so the averaged
+weights come with averaged statistics); integer buffers (BatchNorm's ``num_batches_tracked``)
+are copied from the model.
 
 ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn`` is not used: its first
 update copies the weights (``ema_1 = w_1``, not the formula above) and it averages
