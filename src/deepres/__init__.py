@@ -11,53 +11,34 @@ import-linter contract checks it):
     runtime                               atomic files, fault injection, run lock, hardware
     errors                                DeepresError
 
-The names below are the public API; the heavier ones load on first use. Training is
+The names below are the public API; each loads on first use. Training is
 ``from deepres.train import train, TrainConfig`` (``deepres.train`` is the subpackage).
 """
 
-from importlib import import_module
-from typing import Any
+import lazy_loader
 
 from deepres.errors import DeepresError
-from deepres.models import (
-    FeatureListNet,
-    ResNet,
-    count_macs,
-    count_params,
-    create_model,
-    list_models,
-    load_pretrained,
-)
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "backbone": "deepres.backbones",
-    "load_model": "deepres.checkpoints",
-    "optimize_for_inference": "deepres.inference",
-    "Predictor": "deepres.inference",
-    "TrainConfig": "deepres.train",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'deepres' has no attribute {name!r}")
-
-
-__all__ = [
-    "backbone",
-    "DeepresError",
-    "FeatureListNet",
-    "Predictor",
-    "ResNet",
-    "TrainConfig",
-    "count_macs",
-    "count_params",
-    "create_model",
-    "list_models",
-    "load_model",
-    "load_pretrained",
-    "optimize_for_inference",
-]
+# Each name loads its subpackage on first use, so ``import deepres`` (and the command line's
+# ``--help``) does not import torch.
+__getattr__, __dir__, _lazy_names = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "models": [
+            "FeatureListNet",
+            "ResNet",
+            "count_macs",
+            "count_params",
+            "create_model",
+            "list_models",
+            "load_pretrained",
+        ],
+        "backbones": ["backbone"],
+        "checkpoints": ["load_model"],
+        "inference": ["optimize_for_inference", "Predictor"],
+        "train": ["TrainConfig"],
+    },
+)
+__all__ = ["DeepresError", *_lazy_names]

@@ -10,24 +10,14 @@ torchvision's defaults (frozen BatchNorm, 3 trainable layers), so torchvision's 
 weight files load strictly. ``set_output_stride`` dilates the last stages (stride 16 or 8).
 """
 
-from deepres.backbones.build import backbone, layers_to_train, set_trainable_layers
-from deepres.backbones.dilation import set_output_stride, stage_stride
-from deepres.backbones.models import deeplabv3, fasterrcnn, fcos, keypointrcnn, maskrcnn, retinanet
-from deepres.backbones.norm import NORMS, convert_norm, freeze_batchnorm
+import lazy_loader
 
-__all__ = [
-    "NORMS",
-    "backbone",
-    "convert_norm",
-    "deeplabv3",
-    "fasterrcnn",
-    "fcos",
-    "freeze_batchnorm",
-    "keypointrcnn",
-    "layers_to_train",
-    "maskrcnn",
-    "retinanet",
-    "set_output_stride",
-    "set_trainable_layers",
-    "stage_stride",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "build": ["backbone", "layers_to_train", "set_trainable_layers"],
+        "dilation": ["set_output_stride", "stage_stride"],
+        "models": ["deeplabv3", "fasterrcnn", "fcos", "keypointrcnn", "maskrcnn", "retinanet"],
+        "norm": ["NORMS", "convert_norm", "freeze_batchnorm"],
+    },
+)

@@ -7,27 +7,15 @@
 - ``run``: what is timed (training, inference, saved checkpoints) and the report.
 """
 
-from deepres.bench.against import Quantizer, runtime_models
-from deepres.bench.harness import matmul_gflops, peak_rss_mb, time_variants
-from deepres.bench.references import PILDataset, reference_loader, reference_transform
-from deepres.bench.run import BenchOptions, check_options, print_report, run_bench
-from deepres.bench.runtimes import RUNTIMES, OnnxRuntimeModel, export_onnx, quantize_onnx
+import lazy_loader
 
-__all__ = [
-    "RUNTIMES",
-    "BenchOptions",
-    "OnnxRuntimeModel",
-    "Quantizer",
-    "export_onnx",
-    "quantize_onnx",
-    "runtime_models",
-    "PILDataset",
-    "check_options",
-    "matmul_gflops",
-    "peak_rss_mb",
-    "print_report",
-    "reference_loader",
-    "reference_transform",
-    "run_bench",
-    "time_variants",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "against": ["Quantizer", "runtime_models"],
+        "harness": ["matmul_gflops", "peak_rss_mb", "time_variants"],
+        "references": ["PILDataset", "reference_loader", "reference_transform"],
+        "run": ["BenchOptions", "check_options", "print_report", "run_bench"],
+        "runtimes": ["RUNTIMES", "OnnxRuntimeModel", "export_onnx", "quantize_onnx"],
+    },
+)

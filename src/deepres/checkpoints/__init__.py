@@ -11,34 +11,24 @@ Weight files made elsewhere (torchvision, timm, DataParallel, CIFAR repos) are r
 ``deepres.models.weights``, since ``create_model(pretrained=...)`` needs them below here.
 """
 
-from deepres.checkpoints.load import load_model
-from deepres.checkpoints.program import ProgramModel, load_program, save_program
-from deepres.checkpoints.run_files import (
-    BEST_FILE,
-    EMA_FILE,
-    MODEL_FILE,
-    STATE_FILE,
-    load_state,
-    read_meta,
-    resolve_weights,
-    save_state,
-    save_weights,
-    unwrap,
-)
+import lazy_loader
 
-__all__ = [
-    "BEST_FILE",
-    "EMA_FILE",
-    "MODEL_FILE",
-    "STATE_FILE",
-    "ProgramModel",
-    "load_model",
-    "load_program",
-    "load_state",
-    "read_meta",
-    "resolve_weights",
-    "save_program",
-    "save_state",
-    "save_weights",
-    "unwrap",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "load": ["load_model"],
+        "program": ["ProgramModel", "load_program", "save_program"],
+        "run_files": [
+            "BEST_FILE",
+            "EMA_FILE",
+            "MODEL_FILE",
+            "STATE_FILE",
+            "load_state",
+            "read_meta",
+            "resolve_weights",
+            "save_state",
+            "save_weights",
+            "unwrap",
+        ],
+    },
+)

@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 
 from deepres.data import TensorData, check_data
-from deepres.deploy.runtime import check_runtime, prepare_members
+from deepres.deploy.runtime import prepare_members
+from deepres.deploy.runtimes import check_runtime
 from deepres.inference.members import Member, as_list, combine, load_members
-from deepres.inference.tta import black_level, check_mode, tta_views
+from deepres.inference.options import check_tta_mode
+from deepres.inference.tta import black_level, tta_views
 from deepres.train.evaluate import (
     CheckpointEval,
     EvalResult,
@@ -52,7 +54,7 @@ def evaluate_checkpoints(
     paths = as_list(checkpoints)
     check_runtime(runtime)
     if tta:
-        check_mode(tta)
+        check_tta_mode(tta)
     if len(paths) == 1 and not tta and runtime == "eager":
         return evaluate_checkpoint(
             paths[0], data, split, data_root, subset, batch_size, ten_crop, ema=ema

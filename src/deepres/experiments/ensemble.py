@@ -38,8 +38,8 @@ from deepres.experiments.runs import run_all
 from deepres.experiments.settings import Settings
 from deepres.inference.ensemble import Ensemble
 from deepres.plots import Line, Panel, plot_panels
-from deepres.train import EvalResult, TrainConfig, evaluate, resolve_config
-from deepres.train.evaluate import EvalAccumulator, eval_batches
+from deepres.train import EvalResult, TrainConfig, resolve_config
+from deepres.train.evaluate import EvalAccumulator, eval_batches, evaluate
 
 FIGURE = "ensemble-size.png"  # its sidecar: ensemble-size.json
 PROBABILITIES = "test-probabilities.safetensors"

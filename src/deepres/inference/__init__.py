@@ -3,29 +3,17 @@
 averaged over models or over views of each image), ``optimize_for_inference`` (the fast
 path), and ``agreement``: what "exact" means when a faster or exported model is checked."""
 
-from deepres.inference.ensemble import Ensemble
-from deepres.inference.exactness import Agreement, agreement
-from deepres.inference.fast import InferenceModel, fold_batchnorm, optimize_for_inference
-from deepres.inference.members import Member, check_members, combine, load_members
-from deepres.inference.predictor import MAX_IMAGE_BYTES, Prediction, Predictor, expand_inputs
-from deepres.inference.tta import TTA_MODES, TestTimeAugmentation, tta_views
+import lazy_loader
 
-__all__ = [
-    "Agreement",
-    "Ensemble",
-    "MAX_IMAGE_BYTES",
-    "Member",
-    "TTA_MODES",
-    "TestTimeAugmentation",
-    "agreement",
-    "check_members",
-    "combine",
-    "InferenceModel",
-    "load_members",
-    "Prediction",
-    "Predictor",
-    "expand_inputs",
-    "fold_batchnorm",
-    "optimize_for_inference",
-    "tta_views",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "ensemble": ["Ensemble"],
+        "exactness": ["Agreement", "agreement"],
+        "fast": ["InferenceModel", "fold_batchnorm", "optimize_for_inference"],
+        "members": ["Member", "check_members", "combine", "load_members"],
+        "predictor": ["MAX_IMAGE_BYTES", "Prediction", "Predictor", "expand_inputs"],
+        "options": ["TTA_MODES", "check_tta_mode"],
+        "tta": ["TestTimeAugmentation", "tta_views"],
+    },
+)

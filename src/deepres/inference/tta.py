@@ -22,20 +22,15 @@ import torch
 from torch import nn
 
 from deepres.errors import DeepresError
+from deepres.inference.options import check_tta_mode
 
-TTA_MODES = ("flip", "flip-crop")
 SHIFT = 2
 SHIFTS = ((0, 0), (-SHIFT, 0), (SHIFT, 0), (0, -SHIFT), (0, SHIFT))  # (down, right) pixels
 
 
-def check_mode(mode: str) -> None:
-    if mode not in TTA_MODES:
-        raise DeepresError(f"unknown TTA mode {mode!r}: choose one of {', '.join(TTA_MODES)}")
-
-
 def view_count(mode: str) -> int:
     """How many views ``mode`` averages."""
-    check_mode(mode)
+    check_tta_mode(mode)
     return 2 if mode == "flip" else 2 * len(SHIFTS)
 
 
@@ -66,7 +61,7 @@ def tta_views(
 ) -> list[torch.Tensor]:
     """The views of a normalised B x C x H x W batch that ``mode`` averages, the batch itself
     first; ``fill`` (see ``black_level``) is the border of shifted views (``flip-crop``)."""
-    check_mode(mode)
+    check_tta_mode(mode)
     if images.dim() != 4:
         raise DeepresError(f"TTA needs B x C x H x W images, got {tuple(images.shape)}")
     mirrored = images.flip(-1)
@@ -101,7 +96,7 @@ class TestTimeAugmentation(nn.Module):
         std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        check_mode(mode)
+        check_tta_mode(mode)
         if mode == "flip-crop" and (mean is None or std is None):
             raise DeepresError("flip-crop TTA needs the model's mean and std (its black border)")
         self.model, self.mode = model, mode

@@ -1,16 +1,12 @@
 """Training: configurations and recipes, the loop, batches, evaluation, torch.distributed."""
 
-from deepres.train.config import TrainConfig, list_recipes, load_recipe, resolve_config
-from deepres.train.evaluate import EvalResult, evaluate
-from deepres.train.loop import read_metrics, train
+import lazy_loader
 
-__all__ = [
-    "EvalResult",
-    "TrainConfig",
-    "evaluate",
-    "list_recipes",
-    "load_recipe",
-    "read_metrics",
-    "resolve_config",
-    "train",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "config": ["TrainConfig", "list_recipes", "load_recipe", "resolve_config"],
+        "evaluate": ["EvalResult"],
+        "loop": ["read_metrics", "train"],
+    },
+)
