@@ -5,6 +5,11 @@
     train = load_split("cifar10-jpeg", "train")            # uint8 TensorData, cached
     mean, std = dataset_stats("cifar10-jpeg")
     loader = BatchLoader(train, 128, mean=mean, std=std, augment=True, seed=0)
+
+Modules: `registry` (names and paths to splits, cached statistics); readers `cifar`, `idx`,
+`synthetic`; image folders: `index` (scanning), `decode` (bomb-guarded, threaded), `cache`
+(on-disk files), `folder` (the in-memory and per-image modes), `transforms`, `stats`;
+`dataset` (TensorData, subsets, channel statistics), `augment` and `mixing` (batches).
 """
 
 from deepres.data.augment import BatchLoader, derive_seed, normalize, random_crop_flip
@@ -18,18 +23,13 @@ from deepres.data.cifar import (
     safe_extract,
 )
 from deepres.data.dataset import TensorData, channel_stats, subset, subset_indices
-from deepres.data.folder import (
-    IMAGE_EXTENSIONS,
-    ImageFolderDataset,
-    build_transform,
-    decode_rgb,
-    folder_cache_file,
-    load_folder_tensors,
-    scan_folder,
-)
+from deepres.data.decode import decode_rgb
+from deepres.data.folder import ImageFolderDataset, folder_cache_file, load_folder_tensors
 from deepres.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx, read_idx_split
+from deepres.data.index import IMAGE_EXTENSIONS, scan_folder
 from deepres.data.registry import NAMES, check_data, dataset_stats, load_split, resolve
 from deepres.data.synthetic import synthetic_data
+from deepres.data.transforms import build_transform
 
 __all__ = [
     "BatchLoader",

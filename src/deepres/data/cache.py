@@ -1,18 +1,23 @@
-"""On-disk cache location, source fingerprints and cached normalisation statistics."""
+"""The on-disk cache: its location, source fingerprints, cached normalisation statistics
+and the decoded uint8 images of an image folder (safetensors files, written atomically)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from deepres.data.dataset import Stats
+from deepres.data.dataset import Stats, TensorData
 from deepres.errors import DeepresError
 from deepres.runtime.files import atomic_write
 
 CACHE_ENV = "DEEPRES_CACHE"
+CACHE_VERSION = "1"  # of the image-folder tensor files; part of their key, so a new one rebuilds
+
+log = logging.getLogger("deepres.data")
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
@@ -62,3 +67,48 @@ def save_stats(key: str, stats: Stats, cache: Path, source: str) -> None:
         atomic_write(cache / f"stats-{key}.json", json.dumps(body, indent=1).encode())
     except (OSError, DeepresError):
         pass  # a read-only cache only costs a recomputation next time
+
+
+def tensor_cache_file(key: str, cache: Path) -> Path:
+    """Where the decoded images of the image folder with cache key `key` are kept."""
+    return cache / f"folder-{key}.safetensors"
+
+
+def load_tensors(path: Path, key: str) -> TensorData | None:
+    """The `TensorData` cached at `path` for `key`, or None (missing, stale or damaged)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("key") != key:
+                return None
+            images, labels = f.get_tensor("images"), f.get_tensor("labels")
+        return TensorData(images, labels, json.loads(meta["classes"]))
+    except Exception as e:  # noqa: BLE001 - any damage to the cache means: rebuild it
+        log.warning("ignoring unreadable cache file %s (%s); rebuilding it", path, e)
+        return None
+
+
+def save_tensors(path: Path, key: str, data: TensorData, source: Path) -> None:
+    """Cache `data` (decoded from the folder `source`) at `path` under `key`, whole or not
+    at all; an unwritable cache folder only costs a warning and a decode next time."""
+    from safetensors.torch import save
+
+    meta = {
+        "key": key,
+        "classes": json.dumps(data.classes),
+        "source": str(source),
+        "version": CACHE_VERSION,
+    }
+    tensors = {"images": data.images.contiguous(), "labels": data.labels}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, save(tensors, meta))  # bytes: a full disk is then an OSError
+    except (OSError, DeepresError) as e:
+        log.warning(
+            "could not write cache file %s (%s); set DEEPRES_CACHE to a writable "
+            "folder to speed up the next load",
+            path,
+            e,
+        )

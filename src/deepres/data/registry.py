@@ -17,15 +17,7 @@ from deepres.data.cifar import FOLDERS as CIFAR_FOLDERS
 from deepres.data.cifar import detect_cifar, find_cifar, read_cifar
 from deepres.data.dataset import Stats, TensorData, channel_stats
 from deepres.data.dataset import subset as take_subset
-from deepres.data.folder import (
-    SMALL_IMAGE_MAX,
-    FolderIndex,
-    ImageFolderDataset,
-    folder_stats,
-    load_folder_tensors,
-    max_image_side,
-    scan_folder,
-)
+from deepres.data.folder import SMALL_IMAGE_MAX, ImageFolderDataset, load_folder_tensors
 from deepres.data.idx import (
     FASHION_MNIST_APT,
     FASHION_MNIST_CLASSES,
@@ -33,6 +25,8 @@ from deepres.data.idx import (
     is_idx_folder,
     read_idx_split,
 )
+from deepres.data.index import FolderIndex, max_image_side, scan_folder
+from deepres.data.stats import folder_stats
 from deepres.data.synthetic import parse_synthetic, synthetic_data
 from deepres.errors import DeepresError
 
