@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepres.errors import DeepresError
+from deepres.errors import DeepresError, first_line
 from deepres.runtime import atomic_write
 
 META_FILE = "deepres.json"
@@ -142,7 +142,7 @@ def load_program(path: str | Path) -> tuple[ProgramModel, dict[str, Any]]:
         with open(path, "rb") as f:  # a file object: any name, no fallback to older formats
             program = torch.export.load(f, extra_files=extra)
     except Exception as err:  # torch raises many types for damaged or foreign archives
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise DeepresError(f"{path} could not be loaded as an exported program: {first}") from None
     meta = json.loads(extra[META_FILE])
     return ProgramModel(program).eval(), meta

@@ -27,7 +27,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from deepres.errors import DeepresError
+from deepres.errors import DeepresError, first_line
 from deepres.runtime import atomic_write
 
 MODEL_FILE = "model.safetensors"
@@ -107,7 +107,7 @@ def load_state(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise DeepresError(f"no training state at {path}: nothing to resume") from None
     except Exception as err:  # noqa: BLE001 - a hostile file can fail the parser in any way
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise DeepresError(
             f"refusing to load {path}: {first}. A deepres state file holds only tensors and "
             "numbers; this one is damaged or was not written by deepres."

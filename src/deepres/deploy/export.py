@@ -21,7 +21,7 @@ from torch import nn
 
 from deepres.checkpoints import ProgramModel, load_program, save_program
 from deepres.deploy.inputs import check_images
-from deepres.errors import DeepresError
+from deepres.errors import DeepresError, first_line
 from deepres.inference import Agreement, agreement, fold_batchnorm
 from deepres.inference.members import combine, load_members
 from deepres.inference.onnx import quiet
@@ -62,7 +62,7 @@ def export_model(
     except DeepresError:
         raise
     except Exception as err:  # exporters raise many types; name the step and the cause
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise DeepresError(f"{fmt} export of {meta.get('model')} failed: {first}") from err
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepres.errors import DeepresError
+from deepres.errors import DeepresError, first_line
 
 OPSET = 18
 # Libraries that log each step at INFO (the CLI logs at INFO)
@@ -67,7 +67,7 @@ def export_onnx(
             )
             program.save(str(path), external_data=False)
     except Exception as err:  # exporters raise many types; name the step and the cause
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise DeepresError(f"ONNX export for {purpose} failed: {first}") from err
     return path
 

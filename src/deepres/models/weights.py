@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepres.errors import DeepresError
+from deepres.errors import DeepresError, first_line
 
 log = logging.getLogger("deepres")
 
@@ -40,7 +40,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a hostile file can fail the parsers in any way
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise DeepresError(
             f"cannot read weights from {path}: {first}. Only safetensors files and torch files "
             "holding plain tensors are accepted (nothing in them is executed)."

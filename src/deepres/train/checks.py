@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepres.errors import DeepresError
+from deepres.errors import DeepresError, first_line
 
 
 def numerical_fault(what: str, where: str, out: Path) -> DeepresError:
@@ -77,6 +77,6 @@ def backward(loss: torch.Tensor, where: Callable[[], str]) -> None:
         if "returned nan values" not in str(err):
             raise
         raise DeepresError(
-            f"--detect-anomaly: {str(err).splitlines()[0]} at {where()} (the forward call "
+            f"--detect-anomaly: {first_line(err)} at {where()} (the forward call "
             "that made it is printed above)"
         ) from None

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from deepres.errors import DeepresError
+from deepres.errors import DeepresError, first_line
 
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -194,7 +194,7 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         else:
             values = json.loads(text)
     except Exception as err:  # noqa: BLE001 - JSON and YAML parsers raise their own kinds
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise DeepresError(f"the recipe {path} is not valid JSON/YAML: {first}") from None
     if not isinstance(values, dict):
         raise DeepresError(f"the recipe {path} must hold a mapping of option: value")
