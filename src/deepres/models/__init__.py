@@ -1,5 +1,17 @@
-"""The networks of the paper and of the families that followed it: blocks, the one ResNet
-class, the registry, features, complexity counts, weight files."""
+"""The networks of the paper and of the families that followed it.
+
+Modules, each importing only those above it in this list:
+
+- ``registry``: names to builders and on-demand name patterns (a leaf: no model module).
+- ``blocks``: basic and bottleneck blocks, shortcuts (``SHORTCUTS``), squeeze-excite.
+- ``resnet``: the one ``ResNet`` class, its option checks, the paper's builders (ImageNet and
+  CIFAR 6n+2, with the ``resnet{d}``/``plain{d}`` pattern).
+- ``families``: pre-activation, ResNeXt, Wide ResNet, ResNet-D, SE builders and patterns.
+- ``features``: ``FeatureListNet``, the per-stage feature maps of a ResNet.
+- ``weights``: reading weight files (torchvision, timm, CIFAR repos) into a model.
+- ``factory``: ``create_model``, which imports the families so that they register.
+- ``complexity``: parameter and multiply-add counts, per-stage sizes.
+"""
 
 from deepres.models.blocks import (
     BasicBlock,
@@ -9,6 +21,7 @@ from deepres.models.blocks import (
     ZeroPadShortcut,
 )
 from deepres.models.complexity import count_macs, count_params, stage_table
+from deepres.models.factory import create_model, list_models, register_model
 from deepres.models.families import (
     cifar_preact_resnet,
     cifar_resnext,
@@ -40,7 +53,6 @@ from deepres.models.families import (
     wrn40_4,
 )
 from deepres.models.features import FeatureListNet
-from deepres.models.registry import create_model, list_models, register_model
 from deepres.models.resnet import (
     ResNet,
     cifar_resnet,

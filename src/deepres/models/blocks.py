@@ -32,20 +32,18 @@ load unchanged.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from deepres.errors import DeepresError
 
-Shortcut = Literal["A", "B", "C", "none"]
-SHORTCUTS: tuple[str, ...] = ("A", "B", "C", "none")
+SHORTCUTS: tuple[str, ...] = ("A", "B", "C", "none")  # the one list of shortcut kinds
 ATTENTIONS: tuple[str, ...] = ("se",)
 
 
 def check_shortcut(shortcut: str) -> str:
+    """``shortcut`` if it is one of ``SHORTCUTS``, else an error naming them."""
     if shortcut not in SHORTCUTS:
         raise DeepresError(
             f"unknown shortcut {shortcut!r}: choose one of "
@@ -57,6 +55,7 @@ def check_shortcut(shortcut: str) -> str:
 
 
 def check_block_options(attention: str | None, dropout: float) -> None:
+    """Refuse an unknown ``attention`` and a ``dropout`` outside [0, 1)."""
     if attention is not None and attention not in ATTENTIONS:
         raise DeepresError(
             f"unknown attention {attention!r}: choose None or 'se' (squeeze-and-excitation)"
@@ -168,15 +167,14 @@ class ResidualBlock(nn.Module):
         convs: list[nn.Conv2d],
         in_channels: int,
         stride: int,
-        shortcut: Shortcut,
+        shortcut: str,
         preact: bool,
         attention: str | None,
         dropout: float,
         avg_down: bool,
     ) -> None:
-        """Register the convolutions and BNs in forward order, then SE and the shortcut."""
-        check_shortcut(shortcut)
-        check_block_options(attention, dropout)
+        """Register the convolutions and BNs in forward order, then SE and the shortcut.
+        The options are not checked here: ``ResNet`` checks them once (``check_options``)."""
         self.preact = preact
         self.num_convs = len(convs)
         for i, conv in enumerate(convs, start=1):
@@ -243,7 +241,7 @@ class BasicBlock(ResidualBlock):
         in_channels: int,
         planes: int,
         stride: int = 1,
-        shortcut: Shortcut = "B",
+        shortcut: str = "B",
         *,
         preact: bool = False,
         attention: str | None = None,
@@ -272,7 +270,7 @@ class Bottleneck(ResidualBlock):
         in_channels: int,
         planes: int,
         stride: int = 1,
-        shortcut: Shortcut = "B",
+        shortcut: str = "B",
         stride_in_1x1: bool = False,
         *,
         groups: int = 1,

@@ -18,11 +18,13 @@ timm's layouts (state-dict keys included); CIFAR builders default to 10 classes.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 from deepres.errors import DeepresError
 from deepres.models.blocks import BasicBlock, Bottleneck, ResidualBlock
-from deepres.models.registry import register_model
+from deepres.models.registry import register_model, register_pattern
 from deepres.models.resnet import CIFAR_WIDTHS, IMAGENET_WIDTHS, ResNet
 
 PREACT_BOTTLENECK_FROM = 164  # the paper's CIFAR nets: basic blocks up to 110, bottlenecks from 164
@@ -68,7 +70,19 @@ def cifar_preact_resnet(depth: int, **kwargs: Any) -> ResNet:
     return _cifar(block, [n, n, n], CIFAR_WIDTHS, kwargs, preact=True)
 
 
+def _preact_on_demand(match: re.Match[str]) -> Callable[..., ResNet]:
+    """``preact_resnet{d}`` for any depth of the paper's rule; another depth is refused
+    with the rule."""
+    depth = int(match[1])
+    preact_blocks(depth)
+    return lambda **kwargs: cifar_preact_resnet(depth, **kwargs)
+
+
+register_pattern(r"preact_resnet(\d+)", _preact_on_demand)
+
+
 def check_wide_resnet(depth: int, width: int) -> None:
+    """Refuse, with the rule, a WRN-d-k that is not d = 6n+4, k >= 1."""
     if depth < 10 or (depth - 4) % 6 or width < 1:
         raise DeepresError(
             f"WRN-d-k needs depth d = 6n+4 (10, 16, 22, 28, 40, ...) and width k >= 1, "
@@ -83,6 +97,16 @@ def cifar_wide_resnet(depth: int, width: int, **kwargs: Any) -> ResNet:
     n = (depth - 4) // 6
     widths = (16 * width, 32 * width, 64 * width)
     return _cifar(BasicBlock, [n, n, n], widths, kwargs, preact=True, stem_width=16)
+
+
+def _wide_on_demand(match: re.Match[str]) -> Callable[..., ResNet]:
+    """``wrn{d}_{k}`` for any WRN-d-k; a bad depth or width is refused with the rule."""
+    depth, width = int(match[1]), int(match[2])
+    check_wide_resnet(depth, width)
+    return lambda **kwargs: cifar_wide_resnet(depth, width, **kwargs)
+
+
+register_pattern(r"wrn(\d+)_(\d+)", _wide_on_demand)
 
 
 def cifar_resnext(cardinality: int, width: int, **kwargs: Any) -> ResNet:

@@ -15,7 +15,8 @@ are the same class with a few options: see ``ResNet`` and ``deepres.models.block
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -28,12 +29,11 @@ from deepres.models.blocks import (
     BasicBlock,
     Bottleneck,
     ResidualBlock,
-    Shortcut,
     check_block_options,
     check_shortcut,
     conv3x3,
 )
-from deepres.models.registry import register_model
+from deepres.models.registry import register_model, register_pattern
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 CIFAR_WIDTHS = (16, 32, 64)
@@ -80,8 +80,15 @@ def check_options(
     in_chans: int,
     groups: int,
     base_width: int,
+    *,
+    shortcut: str,
+    attention: str | None,
+    dropout: float,
 ) -> None:
-    """Refuse, with the fix, the option values ``ResNet`` cannot build."""
+    """Refuse, with the fix, the option values ``ResNet`` cannot build: the one check of
+    the network's and its blocks' options (the blocks do not check them again)."""
+    check_shortcut(shortcut)
+    check_block_options(attention, dropout)
     if stem not in STEMS:
         raise DeepresError(f"unknown stem {stem!r}: choose 'imagenet', 'deep' or 'cifar'")
     if len(layers) != len(widths) or min(layers) < 1:
@@ -108,7 +115,8 @@ class ResNet(nn.Module):
             first /2, + max-pool: ResNet-C of He et al. 2019, §4.2) or ``"cifar"`` (3x3 conv).
         num_classes: size of the classifier; 0 removes it (``forward`` returns features).
         in_chans: channels of the input images (3 for RGB, 1 for grayscale).
-        shortcut: ``"A"``, ``"B"``, ``"C"`` or ``"none"`` (see ``deepres.models.blocks``).
+        shortcut: one of ``SHORTCUTS``: ``"A"``, ``"B"``, ``"C"`` or ``"none"`` (see
+            ``deepres.models.blocks``).
         zero_init_residual: start every residual branch at zero, so each block begins as
             the identity (Goyal et al., 2017).
         stride_in_1x1: bottlenecks only: stride on the first 1x1 (the paper) instead of the
@@ -130,7 +138,7 @@ class ResNet(nn.Module):
         stem: str = "imagenet",
         num_classes: int = 1000,
         in_chans: int = 3,
-        shortcut: Shortcut = "B",
+        shortcut: str = "B",
         zero_init_residual: bool = False,
         stride_in_1x1: bool = False,
         *,
@@ -143,9 +151,19 @@ class ResNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        check_shortcut(shortcut)
-        check_block_options(attention, dropout)
-        check_options(block, layers, widths, stem, num_classes, in_chans, groups, base_width)
+        check_options(
+            block,
+            layers,
+            widths,
+            stem,
+            num_classes,
+            in_chans,
+            groups,
+            base_width,
+            shortcut=shortcut,
+            attention=attention,
+            dropout=dropout,
+        )
         self.in_chans = in_chans
         self.default_input_size = 32 if stem == "cifar" else 224
         self.shortcut = shortcut
@@ -354,6 +372,19 @@ def cifar_resnet(depth: int, **kwargs) -> ResNet:
 
 def _cifar_plain(depth: int, **kwargs) -> ResNet:
     return cifar_resnet(depth, **{"shortcut": "none", **kwargs})
+
+
+def _cifar_on_demand(match: re.Match[str]) -> Callable[..., ResNet] | None:
+    """``resnet{d}`` and ``plain{d}`` for any CIFAR depth d = 6n+2 >= 8 (``resnet8``,
+    ``plain14``); other depths are unknown names (``resnet9``)."""
+    depth = int(match[2])
+    if depth < 8 or (depth - 2) % 6:
+        return None
+    defaults = {"shortcut": "none"} if match[1] == "plain" else {}
+    return lambda **kwargs: cifar_resnet(depth, **{**defaults, **kwargs})
+
+
+register_pattern(r"(resnet|plain)(\d+)", _cifar_on_demand)
 
 
 @register_model
