@@ -59,7 +59,7 @@ from deepres.data import (
 from deepres.errors import DeepresError
 from deepres.inference import optimize_for_inference
 from deepres.models import count_macs, create_model
-from deepres.models.registry import get_builder
+from deepres.models.factory import get_builder
 from deepres.runtime import autocast_dtype, bf16_is_native
 
 

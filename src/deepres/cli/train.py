@@ -17,7 +17,7 @@ from deepres.cli.options import (
 )
 from deepres.data import check_data
 from deepres.errors import DeepresError
-from deepres.models.registry import get_builder
+from deepres.models.factory import get_builder
 from deepres.train import TrainConfig, resolve_config, train
 from deepres.train.config import AMP_MODES, AUGMENTS, SCHEDULES, resume_config
 
