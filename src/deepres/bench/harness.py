@@ -1,5 +1,5 @@
-"""Timing on a noisy machine: warm batches in alternating rounds, ratios per round, each
-figure beside the machine's measured matrix-multiply rate."""
+"""Timing on a noisy machine: warm batches in alternating rounds (``deepres.runtime.timing``),
+ratios per round, each figure beside the machine's measured matrix-multiply rate."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deepres.runtime.timing import alternating_rounds
 
 # --- the machine's limits -------------------------------------------------------------------
 
@@ -115,15 +118,19 @@ class Rounds:
     batch_size: int
 
 
+def time_runners(variants: dict[str, Runner], rounds: Rounds) -> dict[str, list[float]]:
+    """Each variant's seconds per batch, one figure a round: ``rounds.rounds`` rounds of
+    ``rounds.steps`` batches, every variant once a round, in the same order each round."""
+    work = {name: partial(time_round, runner, rounds.steps) for name, runner in variants.items()}
+    return alternating_rounds(work, rounds.rounds)
+
+
 def time_variants(
     variants: dict[str, Runner], rounds: Rounds, macs: int, baseline: str
 ) -> dict[str, Any]:
     """Each variant timed in alternating rounds; with ``baseline`` among them, every other
     variant's speed-up over it per round and its median."""
-    per_round: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds.rounds):
-        for name, runner in variants.items():
-            per_round[name].append(time_round(runner, rounds.steps))
+    per_round = time_runners(variants, rounds)
     results = {name: summarize_times(t, rounds.batch_size, macs) for name, t in per_round.items()}
     if baseline in per_round:
         for name in variants:

@@ -40,7 +40,7 @@ from deepres.bench.harness import (
     infer_runner,
     matmul_gflops,
     summarize_times,
-    time_round,
+    time_runners,
     time_variants,
     train_runner,
 )
@@ -136,11 +136,7 @@ def bench_train(opts: BenchOptions, data: TensorData, stats: tuple) -> dict[str,
             references[f"reference_workers{workers}"] = train_runner(
                 reference_model, lambda rl=ref_loader: iter(rl), None, False
             )
-    per_round: dict[str, list[float]] = {"ours": []}
-    for _ in range(opts.rounds):
-        per_round["ours"].append(time_round(ours, opts.steps))
-        for name, runner in references.items():
-            per_round.setdefault(name, []).append(time_round(runner, opts.steps))
+    per_round = time_runners({"ours": ours, **references}, opts.rounds_plan())
     macs = count_macs(
         create_model(opts.model, num_classes=data.num_classes, in_chans=data.images.shape[1]),
         data.images.shape[-1],
