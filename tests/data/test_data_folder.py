@@ -1,9 +1,9 @@
-"""Image folders: decoding, conversion to RGB, bad files, the on-disk cache, Dataset mode."""
+"""deepres.data.folder: an image folder's two modes, in memory (`load_folder_tensors`) and
+per image (`ImageFolderDataset`), on made-up and real folders. The parts are tested in
+test_data_index, test_data_decode, test_data_cache, test_data_transforms, test_data_stats."""
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepres.data import (
-    ImageFolderDataset,
-    folder_cache_file,
-    load_folder_tensors,
-    load_split,
-    scan_folder,
-)
-from deepres.data import folder as folder_mod
-from deepres.errors import DeepresError
+from deepres.data import ImageFolderDataset, load_folder_tensors, load_split, scan_folder
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO / ".." / "shared" / "data"  # read in place, relative to the repo root
@@ -57,78 +49,6 @@ def test_modes_extensions_and_order(tmp_path: Path, image_tree) -> None:
     g = data.images[names.index("gray.png")]
     assert torch.equal(g[0], g[1]) and torch.equal(g[0], torch.from_numpy(gray))
     assert files["train"][0][1] == 0
-
-
-@pytest.mark.parametrize("content", [b"this is not an image", b"\xff\xd8\xff\xe0 truncated"])
-def test_corrupt_jpg_is_named(tmp_path: Path, image_tree, content: bytes) -> None:
-    image_tree(tmp_path, splits=("train",), per_class=2, fmt="JPEG")
-    bad = tmp_path / "train" / "dog" / "broken.jpg"
-    bad.write_bytes(content)
-    with pytest.raises(DeepresError) as e:
-        load_folder_tensors(tmp_path / "train")
-    assert str(bad) in str(e.value) and "1 file(s)" in str(e.value)
-    ds = ImageFolderDataset(tmp_path / "train", train=False, mean=(0.5,) * 3, std=(0.5,) * 3)
-    i = [Path(f).name for f in ds.index.files].index("broken.jpg")
-    with pytest.raises(DeepresError, match=str(bad)):
-        ds[i]
-
-
-def test_mixed_sizes_rejected(tmp_path: Path, image_tree) -> None:
-    image_tree(tmp_path, splits=("train",), per_class=2)
-    odd = tmp_path / "train" / "emu" / "wide.png"
-    Image.new("RGB", (40, 32)).save(odd)
-    with pytest.raises(DeepresError, match="share one size") as e:
-        load_folder_tensors(tmp_path / "train")
-    assert str(odd) in str(e.value)
-
-
-def test_empty_or_missing_folders(tmp_path: Path) -> None:
-    with pytest.raises(DeepresError, match="not found"):
-        scan_folder(tmp_path / "nope")
-    (tmp_path / "a" / "cls").mkdir(parents=True)
-    with pytest.raises(DeepresError, match="no image files"):
-        scan_folder(tmp_path / "a")
-
-
-def test_cache_hit_and_invalidation(
-    tmp_path: Path, image_tree, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    image_tree(tmp_path, splits=("train",), per_class=3)
-    split = tmp_path / "train"
-    first = load_folder_tensors(split)
-    cache_file = folder_cache_file(split)
-    assert cache_file.is_file() and cache_file.parent == tmp_path / "cache"
-
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("decoded although the cache is valid")
-
-    monkeypatch.setattr(folder_mod, "decode_folder", no_decoding)
-    with caplog.at_level(logging.INFO, logger="deepres.data"):
-        second = load_folder_tensors(split)
-    assert "from cache" in caplog.text
-    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
-    assert second.classes == first.classes
-
-    changed = split / "cat" / "001.png"
-    Image.new("RGB", (32, 32), (9, 9, 9)).save(changed)
-    os.utime(changed, ns=(1, 1_000_000_000))  # new content and mtime -> new key
-    assert folder_cache_file(split) != cache_file
-    with pytest.raises(AssertionError, match="decoded although"):
-        load_folder_tensors(split)
-    monkeypatch.undo()
-    monkeypatch.setenv("DEEPRES_CACHE", str(tmp_path / "cache"))
-    third = load_folder_tensors(split)
-    assert int(third.images[1].float().mean()) == 9
-
-
-def test_damaged_cache_is_rebuilt(tmp_path: Path, image_tree, caplog) -> None:
-    image_tree(tmp_path, splits=("train",), per_class=2)
-    first = load_folder_tensors(tmp_path / "train")
-    folder_cache_file(tmp_path / "train").write_bytes(b"garbage")
-    with caplog.at_level(logging.WARNING, logger="deepres.data"):
-        again = load_folder_tensors(tmp_path / "train")
-    assert "unreadable cache" in caplog.text
-    assert torch.equal(first.images, again.images)
 
 
 def test_dataset_mode_transforms(tmp_path: Path, image_tree) -> None:
