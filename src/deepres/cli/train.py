@@ -1,4 +1,8 @@
-"""``deepres train``: one process, or N through torchrun (``--nproc``, rendezvous options)."""
+"""``deepres train``: one process, or N through torchrun (``--nproc``, rendezvous options).
+
+The training flags are made from the fields of ``TrainConfig`` (``train_config_options``):
+each field's ``option`` declares its help, group, choices and check; only the options that
+are not fields (``--resume``, the launcher's) are written here."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from deepres.cli.options import (
     device_name,
@@ -15,11 +21,24 @@ from deepres.cli.options import (
     non_negative_int,
     positive_int,
 )
-from deepres.data import check_data
 from deepres.errors import DeepresError
-from deepres.models.factory import get_builder
-from deepres.train import TrainConfig, resolve_config, train
-from deepres.train.config import AMP_MODES, AUGMENTS, SCHEDULES, resume_config
+from deepres.train.config import (
+    GROUPS,
+    OptionSpec,
+    TrainConfig,
+    option_specs,
+    resolve_config,
+    resume_config,
+)
+
+# the parse-time check of each ``option(check=...)`` name
+CHECKS: dict[str, Callable[[str], Any]] = {
+    "positive": positive_int,
+    "non_negative": non_negative_int,
+    "folder": existing_folder,
+    "path": existing_path,
+    "device": device_name,
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,141 +50,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 def train_options(parser: argparse.ArgumentParser) -> None:
     """Options of ``deepres train``; each default None means: the recipe's, else the
     built-in default (see ``deepres.train.config.TrainConfig``)."""
-    add = parser.add_argument
-    add("--model", help="a name from deepres.list_models() (default resnet20)")
-    add(
-        "--data",
-        help="cifar10-jpeg, cifar10, cifar100, fashion-mnist, imagenette-224, "
-        "synthetic:CxHxW:CLASSES[:N], or a folder path",
+    groups = train_config_options(parser)
+    groups["runtime"].add_argument(
+        "--resume", metavar="RUN", help="continue the run in this folder"
     )
-    add(
-        "--data-root",
-        type=existing_folder,
-        help="folder holding the named data sets (default $DEEPRES_DATA, then ../shared/data)",
-    )
-    add(
-        "--recipe",
-        help="a built-in recipe (deepres recipes lists them) or a JSON/YAML file of "
-        "options, such as a run's config.json",
-    )
-    optimisation_options(parser)
-    model_and_data_options(parser)
-    runtime_options(parser)
     launch_options(parser)
 
 
-def optimisation_options(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--epochs", type=positive_int)
-    add("--iters", type=positive_int, help="train this many iterations (overrides --epochs)")
-    add("--batch-size", type=positive_int, help="global batch size")
-    add("--lr", type=float)
-    add(
-        "--scale-lr",
-        type=positive_int,
-        dest="lr_scale_batch",
-        metavar="REF_BATCH",
-        help="linear scaling rule (Goyal et al. 2017): lr x global batch / REF_BATCH",
-    )
-    add("--momentum", type=float)
-    add("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    add("--weight-decay", type=float)
-    add(
-        "--norm-weight-decay",
-        type=float,
-        help="weight decay of the BatchNorm weights and biases (default: --weight-decay)",
-    )
-    add("--schedule", choices=SCHEDULES)
-    add("--milestones", type=float, nargs="+", help="step schedule: fractions of training")
-    add("--warmup", type=float, help="linear warm-up in epochs (onecycle: fraction)")
-    add("--label-smoothing", type=float)
-    add("--grad-accum-steps", type=positive_int)
-    add(
-        "--ema",
-        type=float,
-        metavar="DECAY",
-        help="also keep an exponential moving average of the weights (and BatchNorm "
-        "statistics), such as 0.999; evaluated beside them, saved as ema.safetensors",
-    )
-    add(
-        "--ema-warmup",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="let the EMA's decay grow as min(DECAY, (1 + t) / (10 + t)) over the steps t "
-        "(default), so the initial weights fade out; --no-ema-warmup: a plain EMA",
-    )
-    add("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA); 0 = off")
-    add("--cutmix", type=float, metavar="ALPHA", help="cutmix with Beta(ALPHA, ALPHA); 0 = off")
-    add("--mix-prob", type=float, metavar="P", help="mix this share of the batches (default 1)")
+def train_config_options(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """A flag for every ``TrainConfig`` field, in the argument group its ``option`` names
+    (the field's group "" is the command's own); returns the groups by name."""
+    groups: dict[str, Any] = {"": parser}
+    groups.update((name, parser.add_argument_group(name)) for name in GROUPS if name)
+    for spec in option_specs():
+        groups[spec.group].add_argument(spec.flag, *spec.aliases, **flag_settings(spec))
+    return groups
 
 
-def model_and_data_options(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--num-classes", type=positive_int, help="default: the data set's class count")
-    add("--shortcut", choices=["A", "B", "C", "none"])
-    add("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None)
-    add(
-        "--init-from",
-        type=existing_path,
-        help="start from the weights in this file (safetensors or torch)",
-    )
-    add(
-        "--augment",
-        choices=AUGMENTS,
-        help="randaugment / trivial: the data's crops and flips, then RandAugment or "
-        "TrivialAugmentWide on each image; auto: the data set's own (flips for "
-        "Fashion-MNIST, padded crops and flips for other small images)",
-    )
-    add(
-        "--crop-padding",
-        type=non_negative_int,
-        metavar="PIXELS",
-        help="small in-memory images: zero padding before the random crop (4, as in §4.2)",
-    )
-    add(
-        "--random-erasing",
-        type=float,
-        metavar="P",
-        help="erase a random rectangle of each training image with probability P",
-    )
-    add("--image-size", type=positive_int, help="crop size for image-folder data (224)")
-    add("--train-subset", type=positive_int, help="use only the first K images of each class")
-    add("--test-subset", type=positive_int, help="test on the first K images of each class")
-    add("--val-split", type=positive_int, help="hold out N training images as the test set")
-    add(
-        "--workers",
-        type=non_negative_int,
-        help="DataLoader workers for image folders of large images",
-    )
-
-
-def runtime_options(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--amp", choices=AMP_MODES)
-    add("--channels-last", action=argparse.BooleanOptionalAction, default=None)
-    add("--compile", action=argparse.BooleanOptionalAction, default=None)
-    add(
-        "--grad-checkpointing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="keep one activation per block and recompute the rest in the backward pass",
-    )
-    add("--device", type=device_name, help="auto, cpu, cuda, cuda:N")
-    add("--threads", type=positive_int)
-    add("--sync-bn", action=argparse.BooleanOptionalAction, default=None)
-    add("--seed", type=non_negative_int)
-    add("--eval-every", type=positive_int, help="evaluate every N epochs")
-    add("--checkpoint-every", type=positive_int, help="also checkpoint every N iterations")
-    add(
-        "--progress",
-        choices=["auto", "bar", "lines", "off"],
-        help="auto: a bar on a terminal, else lines (step, loss, img/s, ETA) every "
-        "--progress-every seconds",
-    )
-    add("--progress-every", type=float, metavar="SECONDS", help="between progress lines (30)")
-    add("--detect-anomaly", action=argparse.BooleanOptionalAction, default=None)
-    add("--out", help="run folder (default runs/MODEL-DATA)")
-    add("--resume", metavar="RUN", help="continue the run in this folder")
+def flag_settings(spec: OptionSpec) -> dict[str, Any]:
+    """``add_argument``'s settings for the option ``spec``: default None (the recipe's, else
+    the field's default), ``--x/--no-x`` for a boolean, the check of ``CHECKS`` (else the
+    field's type), choices, ``nargs="+"`` for a list."""
+    settings: dict[str, Any] = {
+        "dest": spec.name,
+        "default": None,
+        "help": spec.help.replace("%", "%%"),
+    }
+    if spec.kind is bool:
+        return {**settings, "action": argparse.BooleanOptionalAction}
+    if spec.check or spec.kind is not str:
+        settings["type"] = CHECKS[spec.check] if spec.check else spec.kind
+    if spec.choices is not None:
+        settings["choices"] = spec.choices
+    if spec.many:
+        settings["nargs"] = "+"
+    if spec.metavar:
+        settings["metavar"] = spec.metavar
+    return settings
 
 
 def launch_options(parser: argparse.ArgumentParser) -> None:
@@ -190,10 +111,12 @@ def launch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.train.loop import train
+
     options = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("command", "run", "resume", "recipe", *LAUNCH_OPTIONS) and v is not None
+        spec.name: getattr(args, spec.name)
+        for spec in option_specs()
+        if spec.name != "recipe" and getattr(args, spec.name) is not None
     }
     if args.resume:
         given = {**options, "recipe": args.recipe} if args.recipe else options
@@ -214,6 +137,9 @@ def run(args: argparse.Namespace) -> None:
 
 def check_inputs(cfg: TrainConfig) -> None:
     """The names that ``train`` would find wrong only after taking the run folder."""
+    from deepres.data import check_data
+    from deepres.models.factory import get_builder
+
     get_builder(cfg.model)
     check_data(cfg.data, cfg.data_root)
 
@@ -263,7 +189,7 @@ def worker_options(args: argparse.Namespace) -> list[str]:
     for key, value in vars(args).items():
         if key in ("command", "run", *LAUNCH_OPTIONS) or value is None:
             continue
-        flag = "--" + ("scale-lr" if key == "lr_scale_batch" else key.replace("_", "-"))
+        flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + flag[2:])
         elif isinstance(value, list):

@@ -2,14 +2,23 @@
 
 Resolution order: dataclass defaults < recipe file < explicit options. The resolved
 configuration is saved as ``config.json`` in the run folder.
+
+Each option is declared once, as a ``TrainConfig`` field made by ``option``: its type (the
+annotation), default, help text, group, choices and command-line check. ``deepres train``
+makes its flags from them (``deepres.cli.train``), recipe files are checked against them
+(``check_recipe``) and ``deepres recipes --options`` lists them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
 import math
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,81 +31,282 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 # or TrivialAugmentWide (Müller & Hutter 2021) per image (torchvision.transforms.v2)
 # auto: the data set's own (see ``train.batches.data_augment``)
 AUGMENTS = ("crop-flip", "flip", "scale-flip", "none", "randaugment", "trivial", "auto")
+PROGRESS_MODES = ("auto", "bar", "lines", "off")
+# the groups of ``deepres train --help``; "" is the command's own (model, data, recipe)
+GROUPS = ("", "optimisation", "model and data", "runtime")
+# command-line checks of a value, beyond its type (``deepres.cli.train`` maps them to parsers)
+CHECKS = ("positive", "non_negative", "folder", "path", "device")
+
+Choices = tuple[str, ...] | Callable[[], tuple[str, ...]]
+
+
+def shortcut_kinds() -> tuple[str, ...]:
+    """``deepres.models.blocks.SHORTCUTS``, imported only when asked: that module needs
+    torch, this one does not."""
+    from deepres.models.blocks import SHORTCUTS
+
+    return SHORTCUTS
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    group: str,
+    choices: Choices | None = None,
+    check: str | None = None,
+    metavar: str | None = None,
+    aliases: tuple[str, ...] = (),
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A ``TrainConfig`` field that is also an option: ``help`` and ``group`` (one of
+    ``GROUPS``) for ``deepres train --help``; ``choices`` (a tuple, or a function returning
+    one), ``check`` (one of ``CHECKS``), ``metavar`` and ``aliases`` (other flags, such as
+    ``--scale-lr``) for the command line; ``factory`` makes a mutable default."""
+    if group not in GROUPS or check not in (None, *CHECKS):
+        raise ValueError(f"option: unknown group {group!r} or check {check!r}")
+    metadata = dict(
+        help=help, group=group, choices=choices, check=check, metavar=metavar, aliases=aliases
+    )
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+OPT, DATA, RUN = "optimisation", "model and data", "runtime"
 
 
 @dataclass
 class TrainConfig:
-    model: str = "resnet20"
-    data: str = "cifar10-jpeg"
-    data_root: str | None = None
-    out: str = "runs/train"
-    recipe: str | None = None
+    """The options of a training run; each field's ``option`` says what it does."""
+
+    model: str = option(
+        "resnet20", group="", help="a name from deepres.list_models() (default resnet20)"
+    )
+    data: str = option(
+        "cifar10-jpeg",
+        group="",
+        help="cifar10-jpeg, cifar10, cifar100, fashion-mnist, imagenette-224, "
+        "synthetic:CxHxW:CLASSES[:N], or a folder path",
+    )
+    data_root: str | None = option(
+        None,
+        group="",
+        check="folder",
+        help="folder holding the named data sets (default $DEEPRES_DATA, then ../shared/data)",
+    )
+    out: str = option("runs/train", group=RUN, help="run folder (default runs/MODEL-DATA)")
+    recipe: str | None = option(
+        None,
+        group="",
+        help="a built-in recipe (deepres recipes lists them) or a JSON/YAML file of "
+        "options, such as a run's config.json",
+    )
     # length: exactly one of epochs / iters decides (iters wins when both are given)
-    epochs: int | None = 10
-    iters: int | None = None
-    batch_size: int = 128
-    # optimisation (SGD)
-    lr: float = 0.1
-    # linear scaling rule (Goyal et al. 2017): train with lr * batch_size / lr_scale_batch
-    lr_scale_batch: int | None = None
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    norm_weight_decay: float | None = None  # of normalisation layers (default: weight_decay)
-    schedule: str = "step"
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
-    gamma: float = 0.1
-    warmup: float = 0.0  # linear warm-up, in epochs (fraction of training for onecycle)
-    warmup_lr: float | None = None  # he2016: constant low lr until train error < threshold
-    warmup_until_error: float = 0.8
-    warmup_min_depth: int = 110
-    label_smoothing: float = 0.0
-    grad_accum_steps: int = 1
+    epochs: int | None = option(
+        10, group=OPT, check="positive", help="train this many epochs (default 10)"
+    )
+    iters: int | None = option(
+        None,
+        group=OPT,
+        check="positive",
+        help="train this many iterations (overrides --epochs)",
+    )
+    batch_size: int = option(128, group=OPT, check="positive", help="global batch size")
+    lr: float = option(0.1, group=OPT, help="the learning rate of SGD (default 0.1)")
+    lr_scale_batch: int | None = option(
+        None,
+        group=OPT,
+        check="positive",
+        metavar="REF_BATCH",
+        aliases=("--scale-lr",),
+        help="linear scaling rule (Goyal et al. 2017): lr x global batch / REF_BATCH",
+    )
+    momentum: float = option(0.9, group=OPT, help="SGD momentum (default 0.9)")
+    nesterov: bool = option(False, group=OPT, help="Nesterov momentum")
+    weight_decay: float = option(1e-4, group=OPT, help="L2 weight decay (default 1e-4)")
+    norm_weight_decay: float | None = option(
+        None,
+        group=OPT,
+        help="weight decay of the BatchNorm weights and biases (default: --weight-decay)",
+    )
+    schedule: str = option(
+        "step",
+        group=OPT,
+        choices=SCHEDULES,
+        help="learning-rate schedule (default step: x --gamma at each milestone)",
+    )
+    milestones: list[float] = option(
+        group=OPT, factory=lambda: [0.5, 0.75], help="step schedule: fractions of training"
+    )
+    gamma: float = option(
+        0.1, group=OPT, help="step schedule: multiply the lr by this at each milestone (0.1)"
+    )
+    warmup: float = option(0.0, group=OPT, help="linear warm-up in epochs (onecycle: fraction)")
+    warmup_lr: float | None = option(
+        None,
+        group=OPT,
+        help="He et al. 2016: a constant low lr until the training error is below "
+        "--warmup-until-error, for models at least --warmup-min-depth deep",
+    )
+    warmup_until_error: float = option(
+        0.8, group=OPT, help="--warmup-lr ends once the training error is below this (0.8)"
+    )
+    warmup_min_depth: int = option(
+        110,
+        group=OPT,
+        check="non_negative",
+        help="--warmup-lr applies to models this deep or deeper (110)",
+    )
+    label_smoothing: float = option(
+        0.0, group=OPT, help="label smoothing of the cross-entropy loss, in [0, 1)"
+    )
+    grad_accum_steps: int = option(
+        1,
+        group=OPT,
+        check="positive",
+        help="split each batch into this many steps, their gradients summed",
+    )
     # weight averaging and batch mixing
-    ema: float | None = None  # decay of an exponential moving average of the weights
-    ema_warmup: bool = True  # the decay grows as min(ema, (1 + t) / (10 + t)) with step t
-    mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha); 0 = off
-    cutmix: float = 0.0  # alpha of cutmix; 0 = off
-    mix_prob: float = 1.0  # the share of batches that are mixed (when mixup/cutmix is on)
+    ema: float | None = option(
+        None,
+        group=OPT,
+        metavar="DECAY",
+        help="also keep an exponential moving average of the weights (and BatchNorm "
+        "statistics), such as 0.999; evaluated beside them, saved as ema.safetensors",
+    )
+    ema_warmup: bool = option(
+        True,
+        group=OPT,
+        help="let the EMA's decay grow as min(DECAY, (1 + t) / (10 + t)) over the steps t "
+        "(default), so the initial weights fade out; --no-ema-warmup: a plain EMA",
+    )
+    mixup: float = option(
+        0.0, group=OPT, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA); 0 = off"
+    )
+    cutmix: float = option(
+        0.0, group=OPT, metavar="ALPHA", help="cutmix with Beta(ALPHA, ALPHA); 0 = off"
+    )
+    mix_prob: float = option(
+        1.0, group=OPT, metavar="P", help="mix this share of the batches (default 1)"
+    )
     # model
-    num_classes: int | None = None  # default: the data set's class count
-    shortcut: str | None = None
-    zero_init_residual: bool = False
-    init_from: str | None = None
+    num_classes: int | None = option(
+        None, group=DATA, check="positive", help="default: the data set's class count"
+    )
+    shortcut: str | None = option(
+        None,
+        group=DATA,
+        choices=shortcut_kinds,
+        help="A: zero-padding, B: projections where the shape changes, C: projections "
+        "everywhere, none: no shortcuts (default: the model's own)",
+    )
+    zero_init_residual: bool = option(
+        False, group=DATA, help="start every residual branch's last BatchNorm at zero"
+    )
+    init_from: str | None = option(
+        None,
+        group=DATA,
+        check="path",
+        help="start from the weights in this file (safetensors or torch)",
+    )
     # data
-    augment: str = "crop-flip"
-    crop_padding: int = 4  # in-memory crop-flip: pixels of zero padding before the crop
-    random_erasing: float = 0.0  # probability of erasing a random rectangle of an image
-    image_size: int | None = None  # folder data sets: crop size (default 224)
-    train_subset: int | None = None  # first k images of each class
-    test_subset: int | None = None
-    val_split: int = 0  # hold out this many training images as the test set
-    workers: int | None = None
+    augment: str = option(
+        "crop-flip",
+        group=DATA,
+        choices=AUGMENTS,
+        help="randaugment / trivial: the data's crops and flips, then RandAugment or "
+        "TrivialAugmentWide on each image; auto: the data set's own (flips for "
+        "Fashion-MNIST, padded crops and flips for other small images)",
+    )
+    crop_padding: int = option(
+        4,
+        group=DATA,
+        check="non_negative",
+        metavar="PIXELS",
+        help="small in-memory images: zero padding before the random crop (4, as in §4.2)",
+    )
+    random_erasing: float = option(
+        0.0,
+        group=DATA,
+        metavar="P",
+        help="erase a random rectangle of each training image with probability P",
+    )
+    image_size: int | None = option(
+        None, group=DATA, check="positive", help="crop size for image-folder data (224)"
+    )
+    train_subset: int | None = option(
+        None, group=DATA, check="positive", help="use only the first K images of each class"
+    )
+    test_subset: int | None = option(
+        None, group=DATA, check="positive", help="test on the first K images of each class"
+    )
+    val_split: int = option(
+        0, group=DATA, check="positive", help="hold out N training images as the test set"
+    )
+    workers: int | None = option(
+        None,
+        group=DATA,
+        check="non_negative",
+        help="DataLoader workers for image folders of large images",
+    )
     # speed
-    amp: str = "off"
-    channels_last: bool = False
-    compile: bool = False
-    grad_checkpointing: bool = False  # recompute activations per block (less memory)
-    device: str = "auto"
-    threads: int | None = None
-    sync_bn: bool = False
+    amp: str = option(
+        "off",
+        group=RUN,
+        choices=AMP_MODES,
+        help="mixed precision (default off; auto: bf16 where the hardware has it)",
+    )
+    channels_last: bool = option(False, group=RUN, help="channels-last memory format")
+    compile: bool = option(False, group=RUN, help="torch.compile the model")
+    grad_checkpointing: bool = option(
+        False,
+        group=RUN,
+        help="keep one activation per block and recompute the rest in the backward pass",
+    )
+    device: str = option("auto", group=RUN, check="device", help="auto, cpu, cuda, cuda:N")
+    threads: int | None = option(
+        None, group=RUN, check="positive", help="CPU threads (default: the cores per process)"
+    )
+    sync_bn: bool = option(
+        False, group=RUN, help="BatchNorm statistics over all processes (SyncBatchNorm)"
+    )
     # bookkeeping
-    seed: int = 0
-    eval_every: int = 1  # epochs
-    checkpoint_every: int = 0  # iterations; 0 = at the end of every epoch
-    progress: str = "auto"  # auto | bar | lines | off
-    progress_every: float = 30.0  # seconds between progress lines (--progress lines)
-    detect_anomaly: bool = False
-    description: str = ""
+    seed: int = option(0, group=RUN, check="non_negative", help="random seed (default 0)")
+    eval_every: int = option(1, group=RUN, check="positive", help="evaluate every N epochs")
+    checkpoint_every: int = option(
+        0,
+        group=RUN,
+        check="positive",
+        help="also checkpoint every N iterations",  # 0: at the end of every epoch only
+    )
+    progress: str = option(
+        "auto",
+        group=RUN,
+        choices=PROGRESS_MODES,
+        help="auto: a bar on a terminal, else lines (step, loss, img/s, ETA) every "
+        "--progress-every seconds",
+    )
+    progress_every: float = option(
+        30.0, group=RUN, metavar="SECONDS", help="between progress lines (30)"
+    )
+    detect_anomaly: bool = option(
+        False, group=RUN, help="torch.autograd anomaly detection (slow; finds a NaN's source)"
+    )
+    description: str = option(
+        "", group=RUN, metavar="TEXT", help="a note on the run, kept in its config.json"
+    )
 
     def validate(self) -> TrainConfig:
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise DeepresError(message)
 
-        need(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
-        need(self.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}")
-        need(self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}")
+        for spec in option_specs():
+            value = getattr(self, spec.name)
+            allowed = spec.choices
+            if allowed is not None and value is not None:
+                need(value in allowed, f"{spec.flag} {choice_problem(allowed, value)}")
         need(
             self.ema is None or 0 < self.ema < 1,
             f"--ema is a decay in (0, 1), such as 0.999; got {self.ema}",
@@ -155,6 +365,147 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
 
+@dataclass(frozen=True)
+class OptionSpec:
+    """A ``TrainConfig`` field as an option: what the command line and recipe files see."""
+
+    name: str
+    kind: type  # bool, int, float or str (of each item, for a list)
+    optional: bool  # None is allowed
+    many: bool  # a list of values
+    default: Any
+    help: str
+    group: str
+    check: str | None
+    metavar: str | None
+    aliases: tuple[str, ...]
+    choice_source: Choices | None
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: the name with dashes (``--lr-scale-batch``)."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed values, or None for any value of the type."""
+        source = self.choice_source
+        return source() if callable(source) else source
+
+    def expected(self) -> str:
+        """The values allowed, in words: ``an integer or null``, ``one of A, B``."""
+        plural, single = KIND_WORDS[self.kind]
+        if self.choices is not None:
+            single = "one of " + ", ".join(self.choices)
+        elif self.many:
+            single = f"a list of {plural}"
+        return single + (" or null" if self.optional else "")
+
+
+# the kind of a value, in words: a list of one (plural) and a single one
+KIND_WORDS: dict[type, tuple[str, str]] = {
+    bool: ("true or false", "true or false"),
+    int: ("integers", "an integer"),
+    float: ("numbers", "a number"),
+    str: ("strings", "a string"),
+}
+
+
+@functools.cache
+def option_specs() -> tuple[OptionSpec, ...]:
+    """Every ``TrainConfig`` field as an option, in declaration order."""
+    hints = typing.get_type_hints(TrainConfig)
+    specs = []
+    for f in dataclasses.fields(TrainConfig):
+        hint = hints[f.name]
+        optional = type(None) in typing.get_args(hint)
+        if optional:
+            (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+        many = typing.get_origin(hint) is list
+        kind = typing.get_args(hint)[0] if many else hint
+        default = f.default_factory() if f.default is MISSING else f.default
+        described = {key: f.metadata[key] for key in ("help", "group", "check", "metavar")}
+        specs.append(
+            OptionSpec(
+                f.name,
+                kind,
+                optional,
+                many,
+                default,
+                aliases=f.metadata["aliases"],
+                choice_source=f.metadata["choices"],
+                **described,
+            )
+        )
+    return tuple(specs)
+
+
+def choice_problem(allowed: Iterable[str], value: Any) -> str:
+    """The message for a value that is not one of ``allowed``."""
+    return f"must be one of {', '.join(allowed)}; got {value!r}"
+
+
+def value_problem(spec: OptionSpec, value: Any) -> str | None:
+    """What is wrong with ``value`` for the option ``spec`` (its type, its choices), or
+    None when nothing is."""
+    if value is None and spec.optional:
+        return None
+    items = value if spec.many and isinstance(value, list) else [value]
+    fits = (spec.many == isinstance(value, list)) and all(_is_a(spec.kind, item) for item in items)
+    if fits and spec.choices is not None and value not in spec.choices:
+        return f"{spec.name} {choice_problem(spec.choices, value)}"
+    if fits:
+        return None
+    hint = ""
+    if spec.kind is float and isinstance(value, str) and _is_number(value):
+        hint = " (YAML reads 1e-4 as text: write 1.0e-4)"
+    return f"{spec.name} must be {spec.expected()}, got {value!r}{hint}"
+
+
+def _is_a(kind: type, value: Any) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def unknown_names(keys: Iterable[Any]) -> str:
+    """The keys that are not options, each with the close options it may mean, such as
+    ``batchsize (did you mean batch_size?)``; empty when every key is an option."""
+    names = [spec.name for spec in option_specs()]
+    unknown = sorted(str(key) for key in keys if key not in names)
+    described = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, names, n=3)
+        described.append(f"{key} (did you mean {' or '.join(close)}?)" if close else key)
+    return ", ".join(described)
+
+
+def check_recipe(values: dict[Any, Any], source: str) -> None:
+    """Refuse a recipe's unknown options, values of the wrong type and values that are not
+    among an option's choices, naming ``source`` (the recipe's name or file)."""
+    unknown = unknown_names(values)
+    if unknown:
+        raise DeepresError(
+            f"the recipe {source} has unknown option(s) {unknown}; the options are the "
+            "fields of deepres.train.TrainConfig (deepres recipes --options lists them)"
+        )
+    specs = {spec.name: spec for spec in option_specs()}
+    for key, value in values.items():
+        problem = value_problem(specs[key], value)
+        if problem:
+            raise DeepresError(f"the recipe {source}: {problem}")
+
+
 def list_recipes() -> list[str]:
     """The names of the built-in recipes."""
     folder = resources.files("deepres.train") / "recipes"
@@ -171,7 +522,9 @@ def load_recipe(name: str) -> dict[str, Any]:
     ``TrainConfig`` fields, such as a run's ``config.json``."""
     if name in list_recipes():
         path = resources.files("deepres.train") / "recipes" / f"{name}.json"
-        return json.loads(path.read_text())
+        values = json.loads(path.read_text())
+        check_recipe(values, name)
+        return values
     if Path(name).suffix.lower() not in RECIPE_SUFFIXES and not Path(name).is_file():
         raise DeepresError(
             f"unknown recipe {name!r}: choose one of {', '.join(list_recipes())} "
@@ -181,7 +534,8 @@ def load_recipe(name: str) -> dict[str, Any]:
 
 
 def read_recipe_file(path: Path) -> dict[str, Any]:
-    """The options in a recipe file; only plain data is read (``yaml.safe_load``)."""
+    """The options in a recipe file; only plain data is read (``yaml.safe_load``), and
+    checked (``check_recipe``)."""
     try:
         text = path.read_text()
     except OSError as err:
@@ -198,13 +552,7 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         raise DeepresError(f"the recipe {path} is not valid JSON/YAML: {first}") from None
     if not isinstance(values, dict):
         raise DeepresError(f"the recipe {path} must hold a mapping of option: value")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise DeepresError(
-            f"the recipe {path} has unknown option(s) {', '.join(unknown)}; the options are "
-            "the fields of deepres.train.TrainConfig (see a run's config.json)"
-        )
+    check_recipe(values, str(path))
     values.pop("recipe", None)  # a run's config.json names the recipe it started from
     return values
 
@@ -221,10 +569,9 @@ def resolve_config(recipe: str | None = None, **options: Any) -> TrainConfig:
     if "epochs" in given and "iters" not in given:
         values["iters"] = None
     values.update(given)
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(values) - names
+    unknown = unknown_names(values)
     if unknown:
-        raise DeepresError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        raise DeepresError(f"unknown training option(s): {unknown}")
     return TrainConfig(**values).validate()
 
 
