@@ -30,6 +30,7 @@ from deepres.train import resolve_config
 from deepres.train.ema import WeightEMA
 from deepres.train.evaluate import evaluate_checkpoint
 from deepres.train.loop import forward_backward, set_up, sgd_step
+from deepres.train.run import RunState
 
 DECAY = 0.9
 STEPS = 5
@@ -50,8 +51,8 @@ def warming_up(step: int) -> float:
 @pytest.fixture(scope="module", params=[plain, warming_up], ids=["plain", "warm-up"])
 def five_steps(tmp_path_factory, request):
     """Five real SGD steps of resnet20 on synthetic images with --ema 0.9 (plain, or with
-    warm-up): the run, the weights (with BatchNorm's buffers) before the first step and after
-    each one, and the decay of each step."""
+    warm-up): the learner, the run's state, the weights (with BatchNorm's buffers) before
+    the first step and after each one, and the decay of each step."""
     out = tmp_path_factory.mktemp("steps") / "run"
     cfg = resolve_config(
         model="resnet20",
@@ -67,15 +68,17 @@ def five_steps(tmp_path_factory, request):
     )
     threads = torch.get_num_threads()
     try:
-        run = set_up(cfg, dist.setup(cfg.device, cfg.threads), out, pretrained=True)
-        weights = [snapshot(run.model)]
-        for images, labels in islice(run.data.train.iter_epoch(0), STEPS):
-            errors = forward_backward(run, images, labels)
-            sgd_step(run, errors, len(labels))
-            weights.append(snapshot(run.model))
+        data, _, learner = set_up(cfg, dist.setup(cfg.device, cfg.threads), pretrained=True)
+        criterion, state = torch.nn.CrossEntropyLoss(), RunState()
+        weights = [snapshot(learner.model)]
+        for images, labels in islice(data.train.iter_epoch(0), STEPS):
+            forward_backward(learner, criterion, images, labels, 1, state.where)
+            state.step += 1
+            sgd_step(learner, cfg.lr, state.step)
+            weights.append(snapshot(learner.model))
     finally:
         torch.set_num_threads(threads)
-    return run, weights, request.param
+    return learner, state, weights, request.param
 
 
 def hand_ema(weights: list[dict[str, torch.Tensor]], decay=plain) -> dict[str, torch.Tensor]:
@@ -94,10 +97,10 @@ def assert_matches(actual: dict[str, torch.Tensor], expected: dict[str, torch.Te
 
 
 def test_the_ema_equals_the_hand_computed_one_after_every_step(five_steps):
-    run, weights, decay = five_steps
-    ema = run.ema.state_dict()
-    assert run.state.step == STEPS and ema.keys() == weights[0].keys()
-    parameters = [name for name, _ in run.model.named_parameters()]
+    learner, state, weights, decay = five_steps
+    ema = learner.ema.state_dict()
+    assert state.step == STEPS and ema.keys() == weights[0].keys()
+    parameters = [name for name, _ in learner.model.named_parameters()]
     assert_matches(ema, hand_ema(weights, decay), parameters)
     # The average is none of the weights it averages: it lags behind the last ones...
     last = weights[-1]["conv1.weight"]
@@ -122,8 +125,8 @@ def test_warm_up_fades_out_the_initial_weights():
 
 
 def test_batchnorm_statistics_are_averaged_and_the_batch_count_copied(five_steps):
-    run, weights, decay = five_steps
-    ema, expected = run.ema.state_dict(), hand_ema(weights, decay)
+    learner, _, weights, decay = five_steps
+    ema, expected = learner.ema.state_dict(), hand_ema(weights, decay)
     statistics = [k for k in ema if k.endswith(("running_mean", "running_var"))]
     assert len(statistics) == 2 * 19  # resnet20: bn1 and two BatchNorms in each of 9 blocks
     assert_matches(ema, expected, statistics)

@@ -23,6 +23,7 @@ from deepres.train import resolve_config, train
 from deepres.train.batches import FolderBatches, build_data
 from deepres.train.distributed import RankBatches
 from deepres.train.loop import forward_backward, set_up
+from deepres.train.run import RunningSums
 
 MIXING = dict(mixup=0.2, cutmix=1.0, mix_prob=0.8, augment="randaugment", random_erasing=0.25)
 
@@ -128,17 +129,20 @@ def test_folder_batches_mix_each_rank_by_seed_epoch_batch_and_rank(tmp_path: Pat
 def test_forward_backward_takes_soft_targets(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path / "run", label_smoothing=0.1, **MIXING)
     ctx = dist.setup(cfg.device, cfg.threads)
-    run = set_up(cfg, ctx, tmp_path / "run", pretrained=False)
-    run.net = run.model
-    images, soft = next(run.data.train.iter_epoch(0))
+    data, _, learner = set_up(cfg, ctx, pretrained=False)
+    images, soft = next(data.train.iter_epoch(0))
     assert soft.shape == (32, 10) and soft.dtype == torch.float32
     with torch.no_grad():
-        logits = run.model(images)  # training mode: batch statistics, as in the step
-    errors = forward_backward(run, images, soft)
+        logits = learner.model(images)  # training mode: batch statistics, as in the step
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss, errors = forward_backward(learner, criterion, images, soft, 1, lambda: "step 1")
     expected = F.cross_entropy(logits, soft, label_smoothing=0.1)
-    assert run.state.sums[0] == pytest.approx(float(expected) * 32, rel=1e-5)
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    sums = RunningSums()
+    sums.add(loss, errors, len(soft))  # as the epoch counts it
+    assert sums.loss == pytest.approx(float(expected) * 32, rel=1e-5) and sums.images == 32
     assert errors == int((logits.argmax(1) != soft.argmax(1)).sum())
-    assert all(p.grad is not None for p in run.model.parameters())
+    assert all(p.grad is not None for p in learner.model.parameters())
 
 
 def test_short_training_with_mixing_on_in_memory_data(tmp_path: Path) -> None:

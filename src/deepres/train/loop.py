@@ -1,13 +1,21 @@
 """The training loop: SGD on a ResNet, read top to bottom (paper §3.4 and §4.2).
 
-``train(cfg)`` runs a whole training: it builds the data and the model, then for each step
-sets the learning rate, runs forward/backward/update, and at the end of every epoch
-evaluates, writes metrics and a checkpoint. ``train(cfg, resume=True)`` continues a run
-from its last checkpoint and ends with bitwise the same weights as an uninterrupted run.
+``train(cfg)`` runs a whole training, in this order:
 
-The steps are named functions below; what they use lives next door: ``run`` (the run's
-objects and state, checkpoints), ``schedule`` (the learning rate), ``checks`` (NaN/Inf
-stops, ``--detect-anomaly``), ``metrics`` (rows, files, summary) and ``batches`` (data).
+1. set-up: the data, the model, SGD with momentum and weight decay (§3.4), seeded by
+   ``--seed``; a new run folder, or the checkpoint it continues from;
+2. the epochs, each a pass of steps over the training set; a step is forward and backward
+   over ``--grad-accum-steps`` micro-batches, then the update at the schedule's learning
+   rate (§3.4: divided by 10 at the milestones; §4.2: ResNet-110's warm-up);
+3. after every epoch: its metrics row, the test set's accuracy (``--eval-every``) and a
+   checkpoint (also every ``--checkpoint-every`` steps);
+4. the summary.
+
+``train(cfg, resume=True)`` continues a run from its last checkpoint and ends with bitwise
+the same weights as an uninterrupted run. Next door: ``run`` (the run's state, checkpoints),
+``schedule`` (the learning rate, the run's length), ``checks`` (NaN/Inf stops,
+``--detect-anomaly``), ``metrics`` (rows, files, summary), ``batches`` (data) and
+``distributed`` (torchrun).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +34,19 @@ from torchvision.ops._utils import split_normalization_params
 from deepres.checkpoints import STATE_FILE, unwrap
 from deepres.errors import DeepresError
 from deepres.models import create_model, load_pretrained
-from deepres.runtime import RunLock, atomic_write, fault_point, poison, remove_stale_temporaries
+from deepres.runtime import (
+    RunLock,
+    atomic_write,
+    autocast_dtype,
+    fault_point,
+    poison,
+    remove_stale_temporaries,
+)
 from deepres.train import distributed as dist
-from deepres.train.batches import build_data
+from deepres.train.batches import TrainData, build_data
 from deepres.train.checks import backward, check_finite, check_gradients, watch_outputs
 from deepres.train.config import TrainConfig
+from deepres.train.ema import WeightEMA
 from deepres.train.evaluate import EvalResult, evaluate
 from deepres.train.metrics import (
     ema_columns,
@@ -42,17 +58,21 @@ from deepres.train.metrics import (
     tensorboard_writer,
     write_metrics,
 )
+from deepres.train.progress import Progress
 from deepres.train.run import (
-    Run,
+    Learner,
+    RunState,
     create_run_folder,
     load_checkpoint,
     model_args,
     run_meta,
     save_checkpoint,
 )
-from deepres.train.schedule import learning_rate, lr_scale
+from deepres.train.schedule import RunLength, learning_rate, lr_scale, warmup_lr
 
 __all__ = ["learning_rate", "lr_scale", "read_metrics", "train"]
+
+Checkpoint = Callable[..., None]  # save_checkpoint with the run's folder, state and learner
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -62,25 +82,53 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     try:
         with lock_run_folder(out, ctx):
             resume = dist.broadcast(should_resume(out, resume) if ctx.is_main else resume, ctx)
-            run = set_up(cfg, ctx, out, pretrained=not resume)
-            if resume:
-                load_checkpoint(run)
-            else:
-                create_run_folder(run)
-            start(run)
-            with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
-                while not run.finished:
-                    seconds, images = train_epoch(run)
-                    row = epoch_row(run, seconds, images)
-                    best = evaluate_if_due(run, row)
-                    record_epoch(run, row)
-                    save_checkpoint(run, best=best)
-            return finish(run)
+            return train_in(cfg, ctx, out, resume)
     finally:
         dist.teardown(ctx)
 
 
-# --- Setting up -----------------------------------------------------------------------
+def train_in(cfg: TrainConfig, ctx: dist.Context, out: Path, resume: bool) -> dict[str, Any]:
+    """The run in ``out``: set-up, the epochs (train, metrics, test, checkpoint), the summary."""
+    # Set-up: data, model and SGD; then a new run folder, or the checkpoint's weights,
+    # momentum, moving average, RNG and state
+    data, meta, learner = set_up(cfg, ctx, pretrained=not resume)
+    length = RunLength.of(cfg, len(data.train))
+    if resume:
+        state = load_checkpoint(out, ctx, meta, learner)
+    else:
+        state = RunState()
+        create_run_folder(out, cfg, ctx)
+    learner.model = wrap_model(learner.model, cfg, ctx)  # from here on: in DDP / compiled
+
+    def checkpoint(best: bool = False, train_time: float | None = None) -> None:
+        save_checkpoint(out, ctx, meta, state, learner, best=best, train_time=train_time)
+
+    # Reports (rank 0: progress, TensorBoard) and --detect-anomaly's forward checks
+    progress = Progress(length.total, report_mode(cfg, ctx), every=cfg.progress_every)
+    writer = tensorboard_writer(out) if ctx.is_main else None
+    if ctx.is_main:
+        progress.line(first_line(cfg, ctx, learner.model, data, length))
+    if cfg.detect_anomaly:
+        watch_outputs(unwrap(learner.model), state.where)
+
+    # The epochs: train, then the epoch's metrics, test results and checkpoint
+    with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
+        while not length.done(state.step, state.epoch):
+            seconds, images = train_epoch(
+                cfg, ctx, out, data, learner, state, length, progress, checkpoint
+            )
+            row = epoch_row(ctx, state, learner.optimizer, seconds, images)
+            best = False
+            if evaluation_due(cfg, state, length):
+                best = add_test_results(row, ctx, data, learner, state)
+            state.next_epoch(row)
+            if ctx.is_main:
+                report_row(out, state.history, row, writer, progress)
+            checkpoint(best=best)
+    return finish(cfg, ctx, out, state, writer, progress)
+
+
+# --- Set-up -------------------------------------------------------------------------------
 
 
 def lock_run_folder(out: Path, ctx: dist.Context) -> contextlib.AbstractContextManager[Any]:
@@ -109,13 +157,23 @@ def should_resume(out: Path, resume: bool) -> bool:
     return resume
 
 
-def set_up(cfg: TrainConfig, ctx: dist.Context, out: Path, pretrained: bool) -> Run:
-    """The data, the model and its optimizer (§3.4), seeded by ``cfg.seed``."""
+def set_up(
+    cfg: TrainConfig, ctx: dist.Context, pretrained: bool
+) -> tuple[TrainData, dict[str, Any], Learner]:
+    """The data, the model and its optimizer (§3.4), seeded by ``cfg.seed``, and what the
+    weight files say about the model."""
     torch.manual_seed(cfg.seed)
     data = build_data(cfg, ctx.rank, ctx.world_size, ctx.device)
     args = model_args(cfg, data)
     model = build_model(cfg, args, ctx, pretrained)
-    return Run(cfg, ctx, out, data, model, sgd(cfg, model), run_meta(cfg, args, data))
+    learner = Learner(
+        model,
+        sgd(cfg, model),
+        torch.amp.GradScaler(ctx.device_type, enabled=cfg.amp == "fp16"),
+        WeightEMA(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None,
+        autocast_dtype(cfg.amp, ctx.device_type),
+    )
+    return data, run_meta(cfg, args, data), learner
 
 
 def build_model(
@@ -151,32 +209,140 @@ def sgd(cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
     )
 
 
-def start(run: Run) -> None:
-    """Wrap the model for DDP and torch.compile, open TensorBoard, say what is trained, and
-    hook the forward checks of ``--detect-anomaly``."""
-    cfg, ctx = run.cfg, run.ctx
-    run.net = dist.wrap(run.model, ctx)
-    if cfg.compile:
-        run.net = torch.compile(run.net)
-    if ctx.is_main:
-        run.writer = tensorboard_writer(run.out)
-        run.progress.line(first_line(run))
-    if cfg.detect_anomaly:
-        watch_outputs(unwrap(run.model), lambda: run.state.where())
+def wrap_model(model: nn.Module, cfg: TrainConfig, ctx: dist.Context) -> nn.Module:
+    """The model in DDP (several processes) and torch.compile (``--compile``)."""
+    model = dist.wrap(model, ctx)
+    return torch.compile(model) if cfg.compile else model
 
 
-def first_line(run: Run) -> str:
-    cfg, ctx = run.cfg, run.ctx
-    parameters = sum(p.numel() for p in run.model.parameters())
+def report_mode(cfg: TrainConfig, ctx: dist.Context) -> str:
+    return cfg.progress if ctx.is_main else "off"
+
+
+def first_line(
+    cfg: TrainConfig, ctx: dist.Context, model: nn.Module, data: TrainData, length: RunLength
+) -> str:
+    parameters = sum(p.numel() for p in unwrap(model).parameters())
     return (
         f"training {cfg.model} ({parameters:,} parameters) on {cfg.data}: "
-        f"{len(run.data.classes)} classes, {run.epochs} epochs / {run.total} iterations of "
+        f"{len(data.classes)} classes, {length.epochs} epochs / {length.total} iterations of "
         f"batch {cfg.batch_size}, {ctx.world_size} process(es) on {ctx.device}"
         + (f", lr x {lr_scale(cfg):g} (linear scaling rule)" if cfg.lr_scale_batch else "")
     )
 
 
-# --- One epoch, one step ----------------------------------------------------------------
+# --- One epoch of steps ------------------------------------------------------------------
+
+
+def train_epoch(
+    cfg: TrainConfig,
+    ctx: dist.Context,
+    out: Path,
+    data: TrainData,
+    learner: Learner,
+    state: RunState,
+    length: RunLength,
+    progress: Progress,
+    checkpoint: Checkpoint,
+) -> tuple[float, int]:
+    """One pass over the training set (what is left of it after a resume inside an epoch),
+    with a checkpoint every ``--checkpoint-every`` steps; returns the seconds it trained and
+    the images this process saw."""
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    model = unwrap(learner.model)  # the bare one: its gradients and weights are checked
+    learner.model.train()
+    clock, seen_before = Stopwatch(), state.sums.images
+    micro_batches = data.train.iter_epoch(state.epoch, state.batch * cfg.grad_accum_steps)
+    for micro, (images, labels) in enumerate(micro_batches, start=1):
+        # forward and backward; the gradients add up over --grad-accum-steps micro-batches
+        images, labels = to_device(images, labels, ctx.device, cfg.channels_last)
+        loss, errors = forward_backward(
+            learner, criterion, images, labels, cfg.grad_accum_steps, state.where
+        )
+        check_finite("the loss", loss, state.where(), out)
+        state.sums.add(loss, errors, len(labels))
+        if micro % cfg.grad_accum_steps:
+            continue
+        # the update of a whole batch, at this step's learning rate
+        poison(model, "grad", state.step + 1)  # DEEPRES_FAULT=grad:N (tests)
+        check_gradients(model, learner.scaler, state.where(), out)
+        lr = step_lr(cfg, ctx, state, length, errors, len(labels))
+        sgd_step(learner, lr, state.step + 1)
+        state.step, state.batch = state.step + 1, state.batch + 1
+        poison(model, "weights", state.step)  # DEEPRES_FAULT=weights:N (tests)
+        fault_point("step", state.step)
+        show_progress(progress, state, clock, state.sums.images - seen_before, ctx.world_size)
+        if state.step >= length.total:
+            break
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            with clock.paused() as trained:
+                checkpoint(train_time=state.train_time + trained)
+    return clock.elapsed(), state.sums.images - seen_before
+
+
+def to_device(
+    images: torch.Tensor, labels: torch.Tensor, device: str, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels
+
+
+def forward_backward(
+    learner: Learner,
+    criterion: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    accum: int,
+    where: Callable[[], str],
+) -> tuple[float, int]:
+    """Forward and backward of one micro-batch of ``accum`` (its gradients add to the
+    others'); returns its mean loss and its number of misclassified images. ``labels``:
+    int64 classes, or float B x C soft targets of mixup / cutmix (then an image counts as an
+    error when its top class is not the target's largest share)."""
+    amp = learner.amp
+    with torch.autocast(images.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = learner.model(images)
+        loss = criterion(logits, labels)
+    backward(learner.scaler.scale(loss / accum), where)
+    classes = labels.argmax(1) if labels.dim() == 2 else labels
+    return loss.item(), int((logits.argmax(1) != classes).sum().item())
+
+
+def step_lr(
+    cfg: TrainConfig,
+    ctx: dist.Context,
+    state: RunState,
+    length: RunLength,
+    errors: float,
+    images: float,
+) -> float:
+    """The schedule's learning rate (§3.4), or He et al.'s warm-up lr until the running
+    training error (of the last micro-batch, over all processes) falls below the threshold
+    (§4.2)."""
+    lr = learning_rate(cfg, state.step, length.total, length.steps_per_epoch)
+    warm_lr = warmup_lr(cfg)
+    if warm_lr is None or state.warmup_done:
+        return lr
+    if ctx.world_size > 1:  # every rank must take the same decision
+        errors, images = dist.all_sum([errors, images], ctx)
+    state.warm_error = 0.9 * state.warm_error + 0.1 * errors / images
+    state.warmup_done = state.warm_error < cfg.warmup_until_error
+    return lr if state.warmup_done else warm_lr
+
+
+def sgd_step(learner: Learner, lr: float, step: int) -> None:
+    """Update the weights with the gradients of a whole batch at ``lr``, then their moving
+    average (``--ema``); ``step`` is the step's number (1, 2, ...)."""
+    for group in learner.optimizer.param_groups:
+        group["lr"] = lr
+    learner.scaler.step(learner.optimizer)
+    learner.scaler.update()
+    learner.optimizer.zero_grad(set_to_none=True)
+    if learner.ema is not None:  # every rank: the weights are the same on all of them
+        learner.ema.update(learner.model, step)
 
 
 class Stopwatch:
@@ -196,160 +362,95 @@ class Stopwatch:
         self.pauses += time.perf_counter() - pause
 
 
-def train_epoch(run: Run) -> tuple[float, float]:
-    """One pass over the training set (what is left of it after a resume inside an epoch),
-    with a checkpoint every ``--checkpoint-every`` steps; returns the seconds it trained and
-    the images this process saw."""
-    cfg, state = run.cfg, run.state
-    run.net.train()
-    clock, seen_before = Stopwatch(), state.sums[2]
-    batches = run.data.train.iter_epoch(state.epoch, state.batch * cfg.grad_accum_steps)
-    for micro, (images, labels) in enumerate(batches, start=1):
-        errors = forward_backward(run, images, labels)
-        if micro % cfg.grad_accum_steps:
-            continue  # the gradients add up over --grad-accum-steps micro-batches
-        sgd_step(run, errors, len(labels))
-        show_progress(run, clock, state.sums[2] - seen_before)
-        if state.step >= run.total:
-            break
-        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-            with clock.paused() as trained:
-                save_checkpoint(run, train_time=state.train_time + trained)
-    return clock.elapsed(), state.sums[2] - seen_before
+def show_progress(
+    progress: Progress, state: RunState, clock: Stopwatch, images: int, world_size: int
+) -> None:
+    sums = state.sums
+    images_per_s = images * world_size / max(clock.elapsed(), 1e-9)
+    accuracy = 1 - sums.errors / sums.images
+    progress.update(state.step, state.epoch + 1, sums.loss / sums.images, accuracy, images_per_s)
 
 
-def forward_backward(run: Run, images: torch.Tensor, labels: torch.Tensor) -> int:
-    """Forward and backward of one micro-batch, counted in the epoch's sums; returns its
-    number of misclassified images. ``labels``: int64 classes, or float B x C soft targets
-    of mixup / cutmix (then an image counts as an error when its top class is not the
-    target's largest share)."""
-    cfg, ctx = run.cfg, run.ctx
-    images = images.to(ctx.device, non_blocking=True)
-    labels = labels.to(ctx.device, non_blocking=True)
-    if cfg.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    amp = run.amp_dtype
-    with torch.autocast(ctx.device_type, dtype=amp or torch.float32, enabled=amp is not None):
-        logits = run.net(images)
-        loss = run.criterion(logits, labels)
-    backward(run.scaler.scale(loss / cfg.grad_accum_steps), run.state.where)
-    loss_value = loss.item()
-    check_finite("the loss", loss_value, run.state.where(), run.out)
-    classes = labels.argmax(1) if labels.dim() == 2 else labels
-    errors = (logits.argmax(1) != classes).sum().item()
-    run.state.add(loss_value, errors, len(labels))
-    return errors
+# --- The end of an epoch: metrics, test, report ----------------------------------------
 
 
-def sgd_step(run: Run, errors: int, images: int) -> None:
-    """Update the weights with the gradients of a whole batch, at this step's lr, then their
-    moving average (``--ema``)."""
-    state = run.state
-    poison(run.model, "grad", state.step + 1)
-    check_gradients(run.model, run.scaler, state.where(), run.out)
-    lr = step_lr(run, errors, images)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
-    run.optimizer.zero_grad(set_to_none=True)
-    if run.ema is not None:  # every rank: the weights are the same on all of them
-        run.ema.update(run.model, state.step + 1)
-    state.step += 1
-    state.batch += 1
-    poison(run.model, "weights", state.step)
-    fault_point("step", state.step)
-
-
-def step_lr(run: Run, errors: float, images: float) -> float:
-    """The schedule's learning rate, or He et al.'s warm-up lr until the running training
-    error (of the last micro-batch, over all processes) falls below the threshold (§4.2)."""
-    state = run.state
-    lr = learning_rate(run.cfg, state.step, run.total, run.steps_per_epoch)
-    if run.warmup_lr is None or state.warmup_done:
-        return lr
-    if run.ctx.world_size > 1:  # every rank must take the same decision
-        errors, images = dist.all_sum([errors, images], run.ctx)
-    state.warm_error = 0.9 * state.warm_error + 0.1 * errors / images
-    state.warmup_done = state.warm_error < run.cfg.warmup_until_error
-    return lr if state.warmup_done else run.warmup_lr
-
-
-def show_progress(run: Run, clock: Stopwatch, images: float) -> None:
-    loss_sum, error_sum, seen = run.state.sums
-    images_per_s = images * run.ctx.world_size / max(clock.elapsed(), 1e-9)
-    accuracy = 1 - error_sum / seen
-    run.progress.update(
-        run.state.step, run.state.epoch + 1, loss_sum / seen, accuracy, images_per_s
-    )
-
-
-# --- The end of an epoch, the end of the run ------------------------------------------
-
-
-def epoch_row(run: Run, seconds: float, images: float) -> dict[str, Any]:
+def epoch_row(
+    ctx: dist.Context,
+    state: RunState,
+    optimizer: torch.optim.Optimizer,
+    seconds: float,
+    images: int,
+) -> dict[str, Any]:
     """The epoch's row of metrics: its training loss and error over all processes."""
-    state, ctx = run.state, run.ctx
     state.train_time += seconds
-    loss_sum, error_sum, seen = dist.all_sum(state.sums, ctx)
+    sums = state.sums.all_reduce(ctx)
     return {
         "epoch": state.epoch + 1,
         "step": state.step,
-        "lr": run.optimizer.param_groups[0]["lr"],
-        "train_loss": loss_sum / seen,
-        "train_error": error_sum / seen,
+        "lr": optimizer.param_groups[0]["lr"],
+        "train_loss": sums.loss / sums.images,
+        "train_error": sums.errors / sums.images,
         "time": state.train_time,
         "images_per_s": images * ctx.world_size / max(seconds, 1e-9),
     }
 
 
-def evaluate_if_due(run: Run, row: dict[str, Any]) -> bool:
-    """Test every ``--eval-every`` epochs and after the last one, adding the results to
-    ``row`` (with ``--ema``, the moving average's too: ``ema_test_*``); returns whether the
-    test top-1 is the best so far."""
-    state = run.state
-    last = state.step >= run.total or state.epoch + 1 >= run.epochs
-    if (state.epoch + 1) % run.cfg.eval_every and not last:
-        return False
-    result = test_set_accuracy(run, run.net)
+def evaluation_due(cfg: TrainConfig, state: RunState, length: RunLength) -> bool:
+    """Every ``--eval-every`` epochs, and after the last one."""
+    last = state.step >= length.total or state.epoch + 1 >= length.epochs
+    return last or (state.epoch + 1) % cfg.eval_every == 0
+
+
+def add_test_results(
+    row: dict[str, Any], ctx: dist.Context, data: TrainData, learner: Learner, state: RunState
+) -> bool:
+    """Test, adding the results to ``row`` (with ``--ema``, the moving average's too:
+    ``ema_test_*``); returns whether the test top-1 is the best so far."""
+    result = test_set_accuracy(ctx, data, learner.model, learner.amp)
     row.update(result.as_dict())
-    if run.ema is not None:
-        row.update(ema_columns(test_set_accuracy(run, run.ema.module).as_dict()))
+    if learner.ema is not None:
+        averaged = test_set_accuracy(ctx, data, learner.ema.module, learner.amp)
+        row.update(ema_columns(averaged.as_dict()))
     best = result.top1 > state.best_top1
     state.best_top1 = max(state.best_top1, result.top1)
     return best
 
 
-def test_set_accuracy(run: Run, model: nn.Module) -> EvalResult:
+def test_set_accuracy(
+    ctx: dist.Context, data: TrainData, model: nn.Module, amp: torch.dtype | None
+) -> EvalResult:
     """The test-set accuracy of rank 0's ``model`` (the trained one or its moving average);
     each rank evaluates its shard."""
-    ctx = run.ctx
     dist.broadcast_buffers(model, ctx)  # every rank evaluates the weights rank 0 saves
-    batches = run.data.test.iter_epoch(0)
-    acc = evaluate(model, batches, len(run.data.classes), run.amp_dtype, ctx.device)
+    batches = data.test.iter_epoch(0)
+    acc = evaluate(model, batches, len(data.classes), amp, ctx.device)
     if ctx.world_size > 1:
         acc.load_totals(dist.all_sum_tensor(acc.totals(), ctx))
     return acc.result()
 
 
-def record_epoch(run: Run, row: dict[str, Any]) -> None:
-    """Add the row to the history and start the next epoch; rank 0 writes metrics.jsonl
-    and metrics.csv, logs to TensorBoard and prints the row."""
-    state = run.state
-    state.history.append(row)
-    state.epoch, state.batch, state.sums = state.epoch + 1, 0, [0.0, 0.0, 0.0]
-    if run.ctx.is_main:
-        write_metrics(run.out, state.history)
-        log_scalars(run.writer, row)
-        run.progress.line(format_row(row))
+def report_row(
+    out: Path, history: list[dict[str, Any]], row: dict[str, Any], writer: Any, progress: Progress
+) -> None:
+    """Rank 0: metrics.jsonl and metrics.csv (the whole history), TensorBoard, a printed line."""
+    write_metrics(out, history)
+    log_scalars(writer, row)
+    progress.line(format_row(row))
 
 
-def finish(run: Run) -> dict[str, Any]:
+def finish(
+    cfg: TrainConfig,
+    ctx: dist.Context,
+    out: Path,
+    state: RunState,
+    writer: Any,
+    progress: Progress,
+) -> dict[str, Any]:
     """The summary: returned, written to summary.json and printed (rank 0)."""
-    summary = summarize(run.cfg, run.state.history, run.state.train_time, run.out)
-    if run.ctx.is_main:
-        atomic_write(run.out / "summary.json", json.dumps(summary, indent=2).encode())
-        run.progress.line(format_summary(summary))
-        if run.writer is not None:
-            run.writer.close()
+    summary = summarize(cfg, state.history, state.train_time, out)
+    if ctx.is_main:
+        atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+        progress.line(format_summary(summary))
+        if writer is not None:
+            writer.close()
     return summary

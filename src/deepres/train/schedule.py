@@ -1,13 +1,33 @@
 """The learning rate at every step: pure functions of the step, so resuming needs no
 scheduler state (paper §3.4: start at 0.1, divide by 10 at the milestones; §4.2: the
-warm-up of ResNet-110)."""
+warm-up of ResNet-110); and the run's length in steps and epochs (``RunLength``)."""
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from deepres.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunLength:
+    """How long a run is: ``--iters``, or ``--epochs`` of whole SGD steps."""
+
+    steps_per_epoch: int
+    total: int  # SGD steps of the whole run
+    epochs: int  # the last one may stop inside (--iters)
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, micro_batches: int) -> RunLength:
+        """The length of a run whose epoch has ``micro_batches`` micro-batches."""
+        steps_per_epoch = micro_batches // cfg.grad_accum_steps
+        total: int = cfg.iters or cfg.epochs * steps_per_epoch  # type: ignore[operator]
+        return cls(steps_per_epoch, total, math.ceil(total / steps_per_epoch))
+
+    def done(self, step: int, epoch: int) -> bool:
+        return epoch >= self.epochs or step >= self.total
 
 
 def lr_scale(cfg: TrainConfig) -> float:
