@@ -10,7 +10,7 @@ import pytest
 
 import deepres
 from deepres import DeepresError
-from deepres.models import blocks, cifar_resnet, create_model, list_models, registry
+from deepres.models import cifar_resnet, create_model, list_models, options, registry
 from deepres.models.factory import get_builder
 
 REGISTRY = Path(registry.__file__)
@@ -106,6 +106,6 @@ def test_the_registry_imports_no_model_module():
 
 
 def test_one_tuple_of_shortcut_kinds():
-    assert blocks.SHORTCUTS == ("A", "B", "C", "none")
-    with pytest.raises(DeepresError, match=", ".join(repr(s) for s in blocks.SHORTCUTS)):
+    assert options.SHORTCUTS == ("A", "B", "C", "none")
+    with pytest.raises(DeepresError, match=", ".join(repr(s) for s in options.SHORTCUTS)):
         create_model("resnet20", shortcut="D")

@@ -12,56 +12,28 @@ Modules: `registry` (names and paths to splits, cached statistics); readers `cif
 `dataset` (TensorData, subsets, channel statistics), `augment` and `mixing` (batches).
 """
 
-from deepres.data.augment import BatchLoader, derive_seed, normalize, random_crop_flip
-from deepres.data.cache import cache_dir
-from deepres.data.cifar import (
-    RestrictedUnpickler,
-    download_cifar,
-    read_cifar,
-    read_cifar_binary,
-    read_cifar_python,
-    safe_extract,
-)
-from deepres.data.dataset import TensorData, channel_stats, subset, subset_indices
-from deepres.data.decode import decode_rgb
-from deepres.data.folder import ImageFolderDataset, folder_cache_file, load_folder_tensors
-from deepres.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx, read_idx_split
-from deepres.data.index import IMAGE_EXTENSIONS, scan_folder
-from deepres.data.registry import NAMES, check_data, dataset_stats, load_split, resolve
-from deepres.data.synthetic import synthetic_data
-from deepres.data.transforms import build_transform
+import lazy_loader
 
-__all__ = [
-    "BatchLoader",
-    "FASHION_MNIST_CLASSES",
-    "FASHION_MNIST_DIR",
-    "IMAGE_EXTENSIONS",
-    "ImageFolderDataset",
-    "NAMES",
-    "RestrictedUnpickler",
-    "TensorData",
-    "build_transform",
-    "cache_dir",
-    "channel_stats",
-    "check_data",
-    "dataset_stats",
-    "decode_rgb",
-    "derive_seed",
-    "download_cifar",
-    "folder_cache_file",
-    "load_folder_tensors",
-    "load_split",
-    "normalize",
-    "random_crop_flip",
-    "read_cifar",
-    "read_cifar_binary",
-    "read_cifar_python",
-    "read_idx",
-    "read_idx_split",
-    "resolve",
-    "safe_extract",
-    "scan_folder",
-    "subset",
-    "subset_indices",
-    "synthetic_data",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "augment": ["BatchLoader", "derive_seed", "normalize", "random_crop_flip"],
+        "cache": ["cache_dir"],
+        "cifar": [
+            "RestrictedUnpickler",
+            "download_cifar",
+            "read_cifar",
+            "read_cifar_binary",
+            "read_cifar_python",
+            "safe_extract",
+        ],
+        "dataset": ["TensorData", "channel_stats", "subset", "subset_indices"],
+        "decode": ["decode_rgb"],
+        "folder": ["ImageFolderDataset", "folder_cache_file", "load_folder_tensors"],
+        "idx": ["FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "read_idx", "read_idx_split"],
+        "index": ["IMAGE_EXTENSIONS", "scan_folder"],
+        "registry": ["NAMES", "check_data", "dataset_stats", "load_split", "resolve"],
+        "synthetic": ["synthetic_data"],
+        "transforms": ["build_transform"],
+    },
+)

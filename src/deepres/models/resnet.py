@@ -29,10 +29,9 @@ from deepres.models.blocks import (
     BasicBlock,
     Bottleneck,
     ResidualBlock,
-    check_block_options,
-    check_shortcut,
     conv3x3,
 )
+from deepres.models.options import check_block_options, check_shortcut
 from deepres.models.registry import register_model, register_pattern
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
