@@ -5,6 +5,11 @@ ensembles and test-time augmentation.
     from deepres.deploy import evaluate_checkpoints, export_checkpoint, quantize_checkpoint, serve
 
 Library code only: the commands that call it live in ``deepres.cli``.
+
+- ``export``, ``quantize``, ``serve``, ``evaluate``, ``inputs``: the commands' library code;
+- ``runtime``: ``--runtime`` of eval/predict/serve: a model, members or Predictor prepared;
+- ``runtimes``: each runtime's builder; ``target``: what one is built for; ``onnx_cache``:
+  the cached ONNX file; ``auto``: the measured choice; ``choices``: the remembered one.
 """
 
 from deepres.deploy.evaluate import evaluate_checkpoints
