@@ -127,7 +127,7 @@ def add_ema(parser: argparse.ArgumentParser) -> None:
 def add_runtime(parser: argparse.ArgumentParser) -> None:
     """``--runtime auto|torch|eager|onnxruntime|openvino``: what runs the model (all exact
     in fp32)."""
-    from deepres.deploy.runtime import RUNTIMES
+    from deepres.deploy.runtimes import RUNTIMES
 
     parser.add_argument(
         "--runtime",
