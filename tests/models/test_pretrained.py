@@ -133,6 +133,8 @@ def test_torchvision_weights_give_their_url_hash_and_metadata(tmp_path, monkeypa
     assert calls == [(v1.url, Expected(v1.url.rsplit("-", 1)[1].split(".")[0]))]
     assert weights.meta["classes"] == v1.meta["categories"] and weights.meta["resize_size"] == 256
     load_pretrained(create_model("resnet18"), weights.path)
+    assert weights.for_model("resnet18", {})["classes"] == v1.meta["categories"]
+    assert "classes" not in weights.for_model("resnet18", {"num_classes": 10})  # a new head
     resolve_pretrained("torchvision:IMAGENET1K_V2", "resnet50")
     assert calls[-1][0].endswith("resnet50-11ad3fa6.pth") and calls[-1][1] == Expected("11ad3fa6")
 

@@ -41,6 +41,7 @@ class Server:
 
     files: dict[str, bytes] = field(default_factory=dict)
     truncate: set[str] = field(default_factory=set)
+    redirects: dict[str, str] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     port: int = 0
 
@@ -52,6 +53,12 @@ def handler_for(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             server.requests.append(self.path)
+            if self.path in server.redirects:
+                self.send_response(302)
+                self.send_header("Location", server.redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = server.files.get(self.path)
             if body is None:
                 self.send_error(404)
@@ -76,6 +83,7 @@ def handler_for(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPRES_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(MIRROR_ENV, raising=False)
+    monkeypatch.setenv("no_proxy", "*")  # 127.0.0.1 directly, whatever proxy is set
 
 
 @pytest.fixture
@@ -259,3 +267,14 @@ def test_a_progress_bar_on_a_terminal_only(server, timm_file, monkeypatch):
     monkeypatch.setattr(sys, "stderr", terminal)
     fetch(server.url("/p/model.safetensors"), timeout=TIMEOUT)
     assert "model.safetensors" in terminal.getvalue() and "100%" in terminal.getvalue()
+
+
+def test_redirects_are_followed_to_http_only(server, timm_file):
+    server.files["/new/model.safetensors"] = timm_file
+    server.redirects["/old/model.safetensors"] = server.url("/new/model.safetensors")
+    server.redirects["/ftp/model.safetensors"] = "ftp://127.0.0.1/model.safetensors"
+    path = fetch(server.url("/old/model.safetensors"), timeout=TIMEOUT)
+    assert path.read_bytes() == timm_file
+    with pytest.raises(DeepresError, match="redirect to ftp://"):
+        fetch(server.url("/ftp/model.safetensors"), timeout=TIMEOUT)
+    assert no_partials()

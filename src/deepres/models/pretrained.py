@@ -56,6 +56,7 @@ RUN_FILES = ("best.safetensors", "model.safetensors")  # as deepres.checkpoints.
 MAX_CONFIG_BYTES = 16 * 2**20
 HUB_ENDPOINT = "https://huggingface.co"
 _TIMM_SAME_LAYOUT = ("resnet50d", "resnet101d", "seresnet50", "seresnext50_32x4d")
+_HUB_MISSING = ("RepositoryNotFoundError", "RevisionNotFoundError", "RemoteEntryNotFoundError")
 _TIMM_V2 = re.compile(r"resnetv2_(18|34|50|101|152)(d?)")
 
 
@@ -70,6 +71,17 @@ class LocalWeights:
     def model_args(self) -> dict[str, Any]:
         """Options the weights need (``num_classes``, ``stem``, ...); empty when unknown."""
         return dict(self.meta.get("model_args", {}))
+
+    def for_model(self, model_name: str, model_args: dict[str, Any]) -> dict[str, Any]:
+        """The metadata of a model ``model_name`` built with ``model_args`` from these
+        weights, in a run folder's keys; without ``classes`` when its class count is not
+        the weights' (a new head for fine-tuning)."""
+        meta = {**self.meta, "model": model_name, "model_args": dict(model_args)}
+        classes = meta.get("classes")
+        wanted = model_args.get("num_classes", self.model_args.get("num_classes"))
+        if classes is not None and wanted is not None and len(classes) != wanted:
+            del meta["classes"]
+        return meta
 
 
 def resolve_pretrained(spec: str | os.PathLike, model_name: str | None = None) -> LocalWeights:
@@ -231,6 +243,11 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
             local_files_only=offline,
         )
     except Exception as err:  # noqa: BLE001 - network, offline, missing repo or file
+        if not offline and type(err).__name__ in _HUB_MISSING:
+            raise DeepresError(
+                f"{url} does not exist: no such repo, revision or file (deepres reads "
+                f"{CONFIG_FILE} and {WEIGHTS_FILE} from a Hub repo)"
+            ) from None
         why = "HF_HUB_OFFLINE is set and it is not in the Hub cache" if offline else ""
         raise DeepresError(
             f"cannot get {url}: {why or first_line(err)}. Download it elsewhere and put it at "

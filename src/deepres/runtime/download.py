@@ -163,12 +163,22 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) URLs only (urllib would follow ftp:// too)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"redirect to {newurl}", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def _download(url: str, part: Path, timeout: float, label: str, manual: Path) -> str:
     """Stream ``url`` into ``part`` (fsynced); its sha256. Any failure -> DeepresError."""
     h = hashlib.sha256()
     request = urllib.request.Request(url, headers={"User-Agent": "deepres"})
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as f:
+        with opener.open(request, timeout=timeout) as response, open(part, "wb") as f:
             total = int(response.headers.get("Content-Length") or 0) or None
             done = _copy(response, f, h, total, Path(urllib.parse.urlsplit(url).path).name)
             if total is not None and done != total:
