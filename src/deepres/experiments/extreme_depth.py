@@ -87,55 +87,23 @@ def run(settings: Settings) -> Path:
 
 # --- Memory and time per iteration, with and without gradient checkpointing ---
 
-# Run in a fresh interpreter, so that its peak resident memory is this measurement's alone.
-MEASURE = """
-import json, resource, sys, time
-import torch
-from deepres.models import create_model
-net, batch, chans, size, classes, ckpt, iters, threads, device = sys.argv[1:10]
-if int(threads):
-    torch.set_num_threads(int(threads))
-torch.manual_seed(0)
-model = create_model(net, num_classes=int(classes), in_chans=int(chans)).to(device).train()
-model.set_grad_checkpointing(ckpt == "1")
-opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-x = torch.randn(int(batch), int(chans), int(size), int(size), device=device)
-y = torch.randint(0, int(classes), (int(batch),), device=device)
-cuda = device.startswith("cuda")
-def rss():  # peak resident MiB; ru_maxrss survives exec (it starts at the parent's peak)
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(x.split()[1]) for x in status if x.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-base = torch.cuda.memory_allocated() / 2**20 if cuda else rss()
-times = []
-for _ in range(int(iters)):
-    start = time.perf_counter()
-    loss = torch.nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    if cuda:
-        torch.cuda.synchronize()
-    times.append(time.perf_counter() - start)
-peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss()
-finite = loss.isfinite().item()
-print(json.dumps({"base_mb": base, "peak_mb": peak, "iter_s": times, "finite": finite}))
-"""
+# Each measurement runs in a fresh interpreter (``depth_probe``), so that its peak resident
+# memory is its own.
+PROBE = "deepres.experiments.depth_probe"
 
 
 def measure(
     net: str, checkpointing: bool, shape: dict[str, int], settings: Settings
 ) -> dict[str, Any]:
     """Peak memory (CPU: the process's peak resident set; CUDA: peak allocated) and seconds
-    per iteration of ``net`` training on random images, measured in a subprocess."""
+    per iteration of ``net`` training on random images, measured in a subprocess
+    (``deepres.experiments.depth_probe``)."""
     spec = plan(settings)["memory"]
     device = settings.device if settings.device not in (None, "auto") else "cpu"
     args = [net, spec["batch"], shape["chans"], shape["size"], shape["classes"]]
     args += [int(checkpointing), spec["iters"], settings.threads or 0, device]
     done = subprocess.run(
-        [sys.executable, "-c", MEASURE, *map(str, args)], capture_output=True, text=True
+        [sys.executable, "-m", PROBE, *map(str, args)], capture_output=True, text=True
     )
     if done.returncode:
         raise DeepresError(f"measuring {net}'s memory failed:\n{done.stderr[-2000:]}")
