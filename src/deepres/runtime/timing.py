@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+# torch.utils.benchmark's Timer times one statement at a time (blocked_autorange); it does not
+# interleave several variants round by round, which the per-round ratios of bench need.
 Timed = Callable[[], float]  # runs the work once and returns the seconds it counts
 
 
