@@ -41,6 +41,15 @@ def test_a_runs_config_json_is_a_recipe_that_reproduces_its_configuration(tmp_pa
         ('{"lr": 0.1, "learning_rate": 2}', "unknown option(s) learning_rate"),
         ("[1, 2]", "must hold a mapping"),
         ('{"lr": ', "not valid JSON/YAML"),
+        ('{"batchsize": 64}', "unknown option(s) batchsize (did you mean batch_size?)"),
+        ('{"amp": "fp8"}', "amp must be one of auto, off, bf16, fp16; got 'fp8'"),
+        ('{"progress": "dots"}', "progress must be one of auto, bar, lines, off; got 'dots'"),
+        ('{"batch_size": "64"}', "batch_size must be an integer, got '64'"),
+        ('{"epochs": 2.5}', "epochs must be an integer or null, got 2.5"),
+        ('{"milestones": 0.5}', "milestones must be a list of numbers, got 0.5"),
+        ('{"milestones": [0.5, "x"]}', "milestones must be a list of numbers"),
+        ('{"nesterov": 1}', "nesterov must be true or false, got 1"),
+        ('{"lr": null}', "lr must be a number, got None"),
     ],
 )
 def test_a_bad_recipe_file_is_a_clear_error_naming_the_file(tmp_path, text, message):
@@ -49,6 +58,22 @@ def test_a_bad_recipe_file_is_a_clear_error_naming_the_file(tmp_path, text, mess
     with pytest.raises(DeepresError, match="bad.json") as err:
         resolve_config(str(recipe))
     assert message in str(err.value)
+
+
+def test_a_yaml_exponent_without_a_dot_is_refused_with_the_fix(tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("weight_decay: 1e-4\n")  # YAML 1.1 reads this as the text "1e-4"
+    with pytest.raises(DeepresError, match="write 1.0e-4"):
+        resolve_config(str(recipe))
+    recipe.write_text("weight_decay: 1.0e-4\nwarmup: 1\n")  # an integer is a number
+    assert resolve_config(str(recipe)).weight_decay == 1e-4
+
+
+def test_every_built_in_recipe_passes_the_field_checks():
+    from deepres.train.config import check_recipe
+
+    for name in list_recipes():
+        check_recipe(load_recipe(name), name)
 
 
 def test_an_unknown_recipe_name_lists_the_built_ins(tmp_path):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deepres.errors import DeepresError, first_line
+from deepres.models.options import SHORTCUTS
 
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -37,31 +38,21 @@ GROUPS = ("", "optimisation", "model and data", "runtime")
 # command-line checks of a value, beyond its type (``deepres.cli.train`` maps them to parsers)
 CHECKS = ("positive", "non_negative", "folder", "path", "device")
 
-Choices = tuple[str, ...] | Callable[[], tuple[str, ...]]
-
-
-def shortcut_kinds() -> tuple[str, ...]:
-    """``deepres.models.blocks.SHORTCUTS``, imported only when asked: that module needs
-    torch, this one does not."""
-    from deepres.models.blocks import SHORTCUTS
-
-    return SHORTCUTS
-
 
 def option(
     default: Any = MISSING,
     *,
     help: str,
     group: str,
-    choices: Choices | None = None,
+    choices: tuple[str, ...] | None = None,
     check: str | None = None,
     metavar: str | None = None,
     aliases: tuple[str, ...] = (),
     factory: Callable[[], Any] | None = None,
 ) -> Any:
     """A ``TrainConfig`` field that is also an option: ``help`` and ``group`` (one of
-    ``GROUPS``) for ``deepres train --help``; ``choices`` (a tuple, or a function returning
-    one), ``check`` (one of ``CHECKS``), ``metavar`` and ``aliases`` (other flags, such as
+    ``GROUPS``) for ``deepres train --help``; ``choices`` (one of the tuples above, never a
+    copy), ``check`` (one of ``CHECKS``), ``metavar`` and ``aliases`` (other flags, such as
     ``--scale-lr``) for the command line; ``factory`` makes a mutable default."""
     if group not in GROUPS or check not in (None, *CHECKS):
         raise ValueError(f"option: unknown group {group!r} or check {check!r}")
@@ -197,7 +188,7 @@ class TrainConfig:
     shortcut: str | None = option(
         None,
         group=DATA,
-        choices=shortcut_kinds,
+        choices=SHORTCUTS,
         help="A: zero-padding, B: projections where the shape changes, C: projections "
         "everywhere, none: no shortcuts (default: the model's own)",
     )
@@ -304,9 +295,8 @@ class TrainConfig:
 
         for spec in option_specs():
             value = getattr(self, spec.name)
-            allowed = spec.choices
-            if allowed is not None and value is not None:
-                need(value in allowed, f"{spec.flag} {choice_problem(allowed, value)}")
+            if spec.choices is not None and value is not None:
+                need(value in spec.choices, f"{spec.flag} {choice_problem(spec.choices, value)}")
         need(
             self.ema is None or 0 < self.ema < 1,
             f"--ema is a decay in (0, 1), such as 0.999; got {self.ema}",
@@ -379,18 +369,12 @@ class OptionSpec:
     check: str | None
     metavar: str | None
     aliases: tuple[str, ...]
-    choice_source: Choices | None
+    choices: tuple[str, ...] | None  # the allowed values, or None for any of the type
 
     @property
     def flag(self) -> str:
         """The command-line flag: the name with dashes (``--lr-scale-batch``)."""
         return "--" + self.name.replace("_", "-")
-
-    @property
-    def choices(self) -> tuple[str, ...] | None:
-        """The allowed values, or None for any value of the type."""
-        source = self.choice_source
-        return source() if callable(source) else source
 
     def expected(self) -> str:
         """The values allowed, in words: ``an integer or null``, ``one of A, B``."""
@@ -433,7 +417,7 @@ def option_specs() -> tuple[OptionSpec, ...]:
                 many,
                 default,
                 aliases=f.metadata["aliases"],
-                choice_source=f.metadata["choices"],
+                choices=f.metadata["choices"],
                 **described,
             )
         )
