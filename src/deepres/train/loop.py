@@ -249,7 +249,7 @@ def train_epoch(
     with a checkpoint every ``--checkpoint-every`` steps; returns the seconds it trained and
     the images this process saw."""
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    model = unwrap(learner.model)  # the bare one: its gradients and weights are checked
+    bare_model = unwrap(learner.model)  # outside DDP / torch.compile: checked, poisoned
     learner.model.train()
     clock, seen_before = Stopwatch(), state.sums.images
     micro_batches = data.train.iter_epoch(state.epoch, state.batch * cfg.grad_accum_steps)
@@ -264,12 +264,12 @@ def train_epoch(
         if micro % cfg.grad_accum_steps:
             continue
         # the update of a whole batch, at this step's learning rate
-        poison(model, "grad", state.step + 1)  # DEEPRES_FAULT=grad:N (tests)
-        check_gradients(model, learner.scaler, state.where(), out)
+        poison(bare_model, "grad", state.step + 1)  # DEEPRES_FAULT=grad:N (tests)
+        check_gradients(bare_model, learner.scaler, state.where(), out)
         lr = step_lr(cfg, ctx, state, length, errors, len(labels))
         sgd_step(learner, lr, state.step + 1)
         state.step, state.batch = state.step + 1, state.batch + 1
-        poison(model, "weights", state.step)  # DEEPRES_FAULT=weights:N (tests)
+        poison(bare_model, "weights", state.step)  # DEEPRES_FAULT=weights:N (tests)
         fault_point("step", state.step)
         show_progress(progress, state, clock, state.sums.images - seen_before, ctx.world_size)
         if state.step >= length.total:
