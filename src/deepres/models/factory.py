@@ -14,6 +14,7 @@ from torch import nn
 from deepres.errors import DeepresError
 from deepres.models import families, resnet
 from deepres.models.features import FeatureListNet
+from deepres.models.pretrained import resolve_pretrained
 from deepres.models.registry import get_builder, list_models, register_model
 from deepres.models.weights import load_pretrained
 
@@ -34,18 +35,26 @@ def create_model(
     Args:
         name: a name from ``list_models()`` (e.g. ``"resnet50"``, ``"resnet20"``, ``"wrn28_10"``)
             or an on-demand depth (``"resnet8"``, ``"preact_resnet272"``, ``"wrn22_2"``).
-        pretrained: path of a weight file (safetensors or a torch state dict) to load.
+        pretrained: weights to load: a file or folder path, an http(s) URL (``#sha256=HEX``
+            optional), ``"torchvision"`` / ``"torchvision:IMAGENET1K_V2"``, ``"timm:ARCH.TAG"``
+            or ``"hf-hub:ORG/REPO"`` (see ``deepres.models.pretrained``). The weights' own
+            options (their class count, say) come first, then ``kwargs``; their classes and
+            preprocessing are kept as ``model.pretrained_cfg``.
         features_only: return a backbone whose forward gives the per-stage feature maps.
         out_indices: which feature maps (indices into ``model.feature_info``) to return.
         **kwargs: ``num_classes``, ``in_chans``, ``shortcut``, ``zero_init_residual``,
             ``preact``, ``groups``, ``attention``, ``dropout``, ... (see ``ResNet``).
     """
+    weights = resolve_pretrained(pretrained, name) if pretrained is not None else None
+    if weights is not None:
+        kwargs = {**weights.model_args, **kwargs}
     try:
         model = get_builder(name)(**kwargs)
     except TypeError as err:
         raise DeepresError(f"bad option for {name}: {err}") from None
-    if pretrained is not None:
-        load_pretrained(model, pretrained)
+    if weights is not None:
+        load_pretrained(model, weights.path)
+        model.pretrained_cfg = weights.for_model(name, kwargs)
     if features_only:
         model = FeatureListNet(model, out_indices)
     return model
