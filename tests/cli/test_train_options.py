@@ -53,6 +53,14 @@ def test_choices_and_checks_come_from_the_fields():
     assert flags["--lr"].type is float and flags["--milestones"].nargs == "+"
 
 
+def test_every_check_a_field_may_name_has_a_parser():
+    from deepres.cli.train import CHECKS
+    from deepres.train import config
+
+    assert set(CHECKS) == set(config.CHECKS)
+    assert {spec.check for spec in option_specs()} - {None} <= set(CHECKS)
+
+
 @pytest.mark.parametrize("flag", ["--scale-lr", "--lr-scale-batch"])
 def test_scale_lr_is_an_alias_of_lr_scale_batch(flag):
     args = build_parser().parse_args(["train", flag, "256", "--batch-size", "512"])
