@@ -3,6 +3,7 @@ in pyproject.toml), argparse lives in ``deepres.cli`` only, and every function f
 screen."""
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,17 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     assert "argparse" in imported_modules(tree)
     function = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
     assert function.end_lineno - function.lineno + 1 > MAX_FUNCTION_LINES
+
+
+def test_no_package_exports_a_name_of_its_own_submodules():
+    """A package's names load on first use; one named like a submodule would become that
+    module once anything imports the submodule (``deepres.train.evaluate``)."""
+    clashes = []
+    for init in PACKAGE.rglob("__init__.py"):
+        package = ".".join(init.parent.relative_to(PACKAGE.parent).parts)
+        submodules = {path.stem for path in init.parent.glob("*.py")} | {
+            path.parent.name for path in init.parent.glob("*/__init__.py")
+        }
+        exported = set(importlib.import_module(package).__all__)
+        clashes += [f"{package}.{name}" for name in exported & submodules]
+    assert clashes == []

@@ -44,6 +44,7 @@ from deepres.bench.harness import (
     time_variants,
     train_runner,
 )
+from deepres.bench.options import TIMED
 from deepres.bench.references import reference_loader
 from deepres.bench.runtimes import RUNTIMES, Runnable, check_installed
 from deepres.checkpoints import ProgramModel, load_model
@@ -382,14 +383,6 @@ def check_options(opts: BenchOptions) -> None:
     check_against(opts)
     if opts.json and not Path(opts.json).parent.is_dir():
         raise DeepresError(f"--json {opts.json}: no such folder {Path(opts.json).parent}")
-
-
-# --against NAME -> (the mode it needs, what it compares)
-TIMED = {
-    "torchvision": ("infer", "inference"),
-    "reference": ("train", "training"),
-    **{name: ("infer", "inference") for name in RUNTIMES},
-}
 
 
 def check_against(opts: BenchOptions) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
+from deepres.bench.options import RUNTIMES
 from deepres.errors import DeepresError
 from deepres.inference.onnx import OPSET, OnnxRuntimeModel, OpenVinoModel, export_onnx, quiet
 
-RUNTIMES = ("onnxruntime", "onnxruntime-int8", "openvino")
 __all__ = [
     "OPSET",
     "RUNTIMES",

@@ -1,5 +1,9 @@
 """The ``deepres`` command: one module per subcommand, each with ``register(subparsers)``
-and ``run(args)``. argparse lives here only; the library below takes plain parameters."""
+and ``run(args)``. argparse lives here only; the library below takes plain parameters.
+
+A command module imports at its top only what its parser needs (the choices in the
+packages' torch-free ``options`` modules, ``deepres.train.config``); its ``run`` imports the
+library. So ``deepres --help`` and every ``deepres COMMAND --help`` start without torch."""
 
 from __future__ import annotations
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from deepres.cli.options import existing_folder, existing_path, non_negative_int, positive_int
-from deepres.train.average import DEFAULT_BN_BATCH_SIZE, DEFAULT_BN_BATCHES, average_checkpoints
-from deepres.train.evaluate import evaluate_checkpoint
+from deepres.train.config import DEFAULT_BN_BATCH_SIZE, DEFAULT_BN_BATCHES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from deepres.train.average import average_checkpoints
+    from deepres.train.evaluate import evaluate_checkpoint
+
     if args.threads:
         torch.set_num_threads(args.threads)
     result = average_checkpoints(

@@ -7,12 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
-from deepres.bench import BenchOptions, check_options, print_report, run_bench
-from deepres.bench.runtimes import RUNTIMES
+from deepres.bench.options import TIMED
 from deepres.cli.options import existing_path, non_negative_int, positive_int
-from deepres.deploy.quantize import quantize_model
 
-AGAINST = ["torchvision", *RUNTIMES, "reference", "none"]
+AGAINST = [*TIMED, "none"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.bench import BenchOptions, check_options, print_report, run_bench
+    from deepres.deploy.quantize import quantize_model
+
     opts = BenchOptions(**{k: v for k, v in vars(args).items() if k not in ("command", "run")})
     check_options(opts)
     report = run_bench(opts, quantize=quantize_model)  # deepres's int8 path (deploy) for bench

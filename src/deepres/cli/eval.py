@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepres.cli.options import (
     add_checkpoint,
@@ -17,9 +18,11 @@ from deepres.cli.options import (
     add_tta,
     existing_folder,
     positive_int,
+    renamed_from,
 )
-from deepres.deploy.evaluate import evaluate_checkpoints
-from deepres.train.evaluate import CheckpointEval, EvalResult, save_eval_report
+
+if TYPE_CHECKING:
+    from deepres.train.evaluate import CheckpointEval, EvalResult
 
 ENSEMBLE_FOLDER = "ensemble-eval"
 
@@ -30,7 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", help="default: the data set the checkpoint was trained on")
     ev.add_argument("--data-root", type=existing_folder)
     ev.add_argument("--split", default="test", choices=["train", "test", "val"])
-    ev.add_argument("--subset", type=positive_int, help="first K images of each class")
+    ev.add_argument(
+        "--test-subset",
+        "--subset",
+        type=positive_int,
+        action=renamed_from("--subset"),
+        help="first K images of each class of the split (as in train; --subset: its old name)",
+    )
     ev.add_argument("--batch-size", type=positive_int, default=250)
     ev.add_argument("--ten-crop", action="store_true", help="the paper's 10-crop testing")
     add_tta(ev)
@@ -45,12 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.deploy.evaluate import evaluate_checkpoints
+    from deepres.train.evaluate import save_eval_report
+
     evaluation = evaluate_checkpoints(
         args.checkpoint,
         data=args.data,
         split=args.split,
         data_root=args.data_root,
-        subset=args.subset,
+        subset=args.test_subset,
         batch_size=args.batch_size,
         ten_crop=args.ten_crop,
         tta=args.tta,

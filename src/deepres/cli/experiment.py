@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 
 from deepres.cli.options import device_name, existing_folder, positive_int
-from deepres.data import check_data
-from deepres.experiments import BUDGETS, EXPERIMENTS, ExperimentOptions, run_experiment
+from deepres.experiments import BUDGETS, EXPERIMENTS, ExperimentOptions
 from deepres.experiments.budgets import default_data
+from deepres.train.config import PROGRESS_MODES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ex.add_argument("--threads", type=positive_int, help="CPU threads for training")
     ex.add_argument("--device", type=device_name, help="auto, cpu, cuda, cuda:N")
-    ex.add_argument("--progress", choices=["auto", "bar", "lines", "off"])
+    ex.add_argument("--progress", choices=PROGRESS_MODES)
     ex.set_defaults(run=run)
 
 
@@ -52,6 +52,9 @@ def options_from(args: argparse.Namespace) -> ExperimentOptions:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.data import check_data
+    from deepres.experiments import run_experiment
+
     options = options_from(args)
     if options.source is None:  # --from measures finished runs: it trains nothing
         check_data(options.data or default_data(args.name, options.budget), options.data_root)

@@ -12,7 +12,7 @@ from deepres.cli.options import (
     existing_path,
     positive_int,
 )
-from deepres.deploy.export import DEFAULT_OPSET, FORMATS, export_checkpoint
+from deepres.deploy.options import DEFAULT_OPSET, FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.deploy.export import export_checkpoint
+
     export_checkpoint(
         args.checkpoint,
         args.format,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from deepres.cli.options import positive_int
-from deepres.models import count_macs, count_params, create_model, stage_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.models import count_macs, count_params, create_model, stage_table
+
     model = create_model(args.model)
     size = args.input_size or model.default_input_size
     rows = stage_table(model, size)

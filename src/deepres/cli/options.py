@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
-import torch
-
-from deepres.inference.tta import TTA_MODES
+from deepres.deploy.options import RUNTIMES
+from deepres.inference.options import TTA_MODES
 
 
 def _int_in(text: str, low: int, high: int | None, allowed: str) -> int:
@@ -60,6 +60,8 @@ def device_name(text: str) -> str:
     """auto, cpu, cuda or cuda:N, where this machine has that device."""
     if text == "auto":
         return text
+    import torch  # here, not at the top: the command line starts without torch
+
     try:
         device = torch.device(text)
     except RuntimeError:
@@ -127,8 +129,6 @@ def add_ema(parser: argparse.ArgumentParser) -> None:
 def add_runtime(parser: argparse.ArgumentParser) -> None:
     """``--runtime auto|torch|eager|onnxruntime|openvino``: what runs the model (all exact
     in fp32)."""
-    from deepres.deploy.runtimes import RUNTIMES
-
     parser.add_argument(
         "--runtime",
         choices=list(RUNTIMES),
@@ -137,3 +137,20 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
         "(BatchNorm folded, channels-last), onnxruntime, openvino, or auto (default: the fastest "
         "exact one, measured once on this machine and remembered in the cache)",
     )
+
+
+def renamed_from(old: str) -> type[argparse.Action]:
+    """A store action for a flag with a new name that still takes its ``old`` one for a
+    release, with a warning on stderr when the old name is used."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None) -> None:
+            if option_string == old:
+                new = self.option_strings[0]
+                print(
+                    f"deepres: warning: {old} is now {new}; {old} goes in the next release",
+                    file=sys.stderr,
+                )
+            setattr(namespace, self.dest, values)
+
+    return Renamed

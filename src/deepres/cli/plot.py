@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from deepres.cli.options import existing_path
-from deepres.plots import plot_training_curves
-from deepres.train import read_metrics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.plots import plot_training_curves
+    from deepres.train import read_metrics
+
     runs = {}
     for run in args.runs:
         label = Path(run).resolve().name

@@ -16,9 +16,7 @@ from deepres.cli.options import (
     existing_path,
     positive_int,
 )
-from deepres.deploy.runtime import load_predictor
 from deepres.errors import DeepresError
-from deepres.inference import expand_inputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.deploy.runtime import load_predictor
+    from deepres.inference import expand_inputs
+
     paths = expand_inputs(args.images)
     if not paths:
         raise DeepresError("no image files found in " + ", ".join(args.images))

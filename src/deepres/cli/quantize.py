@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from deepres.cli.options import add_checkpoint, existing_folder, non_negative_int, positive_int
-from deepres.deploy.quantize import quantize_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.deploy.quantize import quantize_checkpoint
+
     quantize_checkpoint(
         args.checkpoint,
         args.calib_data,

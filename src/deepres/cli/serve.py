@@ -13,7 +13,7 @@ from deepres.cli.options import (
     positive_float,
     positive_int,
 )
-from deepres.deploy.serve import MAX_UPLOAD_BYTES, serve
+from deepres.deploy.options import MAX_UPLOAD_BYTES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from deepres.deploy.serve import serve
+
     serve(
         args.checkpoint,
         args.host,

@@ -21,6 +21,7 @@ from torch import nn
 
 from deepres.checkpoints import ProgramModel, load_program, save_program
 from deepres.deploy.inputs import check_images
+from deepres.deploy.options import DEFAULT_OPSET, FORMATS
 from deepres.errors import DeepresError, first_line
 from deepres.inference import Agreement, agreement, fold_batchnorm
 from deepres.inference.members import combine, load_members
@@ -29,8 +30,6 @@ from deepres.runtime import atomic_write
 
 log = logging.getLogger(__name__)
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-program": ".pt2"}
-DEFAULT_OPSET = 18
 MAX_BATCH = 65536
 CHECK_IMAGES = 8  # dynamic batch: one batch of 7 and one of 1
 

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from deepres.deploy.onnx_cache import on_onnx_file
+from deepres.deploy.options import RUNTIMES
 from deepres.deploy.target import Runner, Target
 from deepres.errors import DeepresError
 from deepres.inference import optimize_for_inference
 from deepres.inference.onnx import OnnxRuntimeModel, OpenVinoModel, runtime_installed
 
-RUNTIMES = ("auto", "torch", "eager", "onnxruntime", "openvino")
 Source = Literal["asked", "measured", "remembered"]  # how a PreparedModel's runtime was chosen
 
 Builder = Callable[[nn.Module, Target], Runner]

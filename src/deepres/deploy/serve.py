@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepres.deploy.options import MAX_UPLOAD_BYTES
 from deepres.deploy.runtime import load_predictor
 from deepres.errors import DeepresError
 from deepres.inference import Predictor
@@ -28,7 +29,6 @@ from deepres.inference import Predictor
 if TYPE_CHECKING:
     from flask import Flask
 
-MAX_UPLOAD_BYTES = 10 * 2**20
 TOP_K = 5
 
 

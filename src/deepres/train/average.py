@@ -44,9 +44,8 @@ from deepres.data import BatchLoader, TensorData, load_split
 from deepres.errors import DeepresError
 from deepres.models import create_model
 from deepres.train.batches import FolderBatches, default_workers
+from deepres.train.config import DEFAULT_BN_BATCH_SIZE, DEFAULT_BN_BATCHES
 
-DEFAULT_BN_BATCHES = 50
-DEFAULT_BN_BATCH_SIZE = 128
 BN_SEED = 0  # the order of the training images the statistics are taken from
 MATCHING_KEYS = ("model", "model_args", "classes", "mean", "std", "input_size")
 State = dict[str, torch.Tensor]

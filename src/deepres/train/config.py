@@ -33,6 +33,9 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 # auto: the data set's own (see ``train.batches.data_augment``)
 AUGMENTS = ("crop-flip", "flip", "scale-flip", "none", "randaugment", "trivial", "auto")
 PROGRESS_MODES = ("auto", "bar", "lines", "off")
+# deepres average: BatchNorm statistics recomputed on this many training batches of this size
+DEFAULT_BN_BATCHES = 50
+DEFAULT_BN_BATCH_SIZE = 128
 # the groups of ``deepres train --help``; "" is the command's own (model, data, recipe)
 GROUPS = ("", "optimisation", "model and data", "runtime")
 # command-line checks of a value, beyond its type (``deepres.cli.train`` maps them to parsers)
