@@ -13,7 +13,8 @@ resumed), then writes ``report.md`` and PNG figures from the runs' metrics files
 - ``reports``: reading the runs' results; markdown tables and ``report.md``.
 - ``model_names``: CIFAR network names (``plain20``, ``resnet56``) and their paper spelling.
 - ``degradation``, ``cifar_table``, ``layer_responses``, ``shortcuts``, ``extreme_depth``,
-  ``ensemble``: one experiment each.
+  ``ensemble``: one experiment each; ``depth_probe``: extreme_depth's measurement of one
+  network, run in its own process (``python -m deepres.experiments.depth_probe``).
 """
 
 from __future__ import annotations

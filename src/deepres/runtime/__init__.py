@@ -1,6 +1,7 @@
 """The process's runtime: files written whole (``files``), fault injection for crash tests
-(``faults``), one writer per run folder (``runlock``) and hardware facts (``hardware``).
-Uses only ``deepres.errors``."""
+(``faults``), one writer per run folder (``runlock``), hardware facts (``hardware``), the
+alternating-rounds timer (``timing``) and downloads into a hash-checked cache
+(``download``). Uses only ``deepres.errors``."""
 
 import lazy_loader
 

@@ -1,4 +1,13 @@
-"""Training: configurations and recipes, the loop, batches, evaluation, torch.distributed."""
+"""Training.
+
+- ``config``: ``TrainConfig``, each option declared once (flag, type, choices, check, help),
+  recipes; torch-free, so the command line's ``--help`` needs no torch.
+- ``loop``: ``train(cfg)``, set-up, epochs and the step, read top to bottom.
+- ``run``: the run's state, learner and checkpoints; ``schedule``: the learning rate and the
+  run's length; ``checks``: NaN/Inf stops; ``metrics``, ``progress``: rows, files, summary.
+- ``batches``: the data as batches; ``distributed``: torchrun; ``ema``, ``average``: weight
+  averages; ``evaluate``: test-set accuracy and checkpoint evaluation.
+"""
 
 import lazy_loader
 
