@@ -16,6 +16,7 @@ from torch import nn
 from deepres.deploy.choices import ChoiceFile, machine_facts
 from deepres.deploy.runtimes import BUILDERS, Builder, PreparedModel, build_eager
 from deepres.deploy.target import Runner, Target
+from deepres.errors import first_line
 from deepres.inference.exactness import agreement
 from deepres.inference.onnx import runtime_installed
 from deepres.runtime.timing import alternating_rounds, timed
@@ -86,7 +87,7 @@ def try_candidate(
         with torch.inference_mode():
             logits = runner(target.example)
     except Exception as err:  # a runtime that cannot take this model is left out
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         return Candidate(name, None, f"failed: {first}")
     check = agreement(reference, logits)
     if not check.exact:

@@ -13,7 +13,7 @@ from torch import nn
 from deepres.deploy.onnx_cache import on_onnx_file
 from deepres.deploy.options import RUNTIMES
 from deepres.deploy.target import Runner, Target
-from deepres.errors import DeepresError
+from deepres.errors import DeepresError, first_line
 from deepres.inference import optimize_for_inference
 from deepres.inference.onnx import OnnxRuntimeModel, OpenVinoModel, runtime_installed
 
@@ -79,7 +79,7 @@ def build_asked(name: str, builder: Builder, model: nn.Module, target: Target) -
     try:
         return builder(model, target)
     except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise DeepresError(
             f"runtime {name} cannot run {target.meta.get('model', 'this model')}: {first}; "
             "choose --runtime eager (the model as loaded) or auto"
