@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ex.add_argument("--out", help="experiment folder (default runs/NAME)")
     ex.add_argument("--seeds", type=positive_int, help="runs per network (default: budget's)")
+    ex.add_argument("--epochs", type=positive_int, help="imagenette: epochs per run (budget's)")
     ex.add_argument(
         "--depths", type=positive_int, nargs="+", help="network depths, 6n+2 (default: budget's)"
     )

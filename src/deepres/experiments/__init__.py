@@ -13,8 +13,9 @@ resumed), then writes ``report.md`` and PNG figures from the runs' metrics files
 - ``reports``: reading the runs' results; markdown tables and ``report.md``.
 - ``model_names``: CIFAR network names (``plain20``, ``resnet56``) and their paper spelling.
 - ``degradation``, ``cifar_table``, ``layer_responses``, ``shortcuts``, ``extreme_depth``,
-  ``ensemble``: one experiment each; ``depth_probe``: extreme_depth's measurement of one
-  network, run in its own process (``python -m deepres.experiments.depth_probe``).
+  ``ensemble``, ``imagenette``: one experiment each; ``depth_probe``: extreme_depth's
+  measurement of one network, run in its own process (``python -m
+  deepres.experiments.depth_probe``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ EXPERIMENTS = {
     "shortcuts": "paper Table 3 on CIFAR: shortcut options A, B, C",
     "extreme-depth": "ResNet-1202 vs pre-activation ResNet-1001 (and ResNet-110, pre-act 164)",
     "ensemble": "ResNets of several seeds averaged (paper §4.1, Table 5) vs their best member",
+    "imagenette": "Imagenette from random weights, one run per seed, beside the leaderboard",
 }
 
 
@@ -47,6 +49,7 @@ def run_experiment(name: str, options: ExperimentOptions | None = None, **fields
         degradation,
         ensemble,
         extreme_depth,
+        imagenette,
         layer_responses,
         shortcuts,
     )
@@ -56,12 +59,16 @@ def run_experiment(name: str, options: ExperimentOptions | None = None, **fields
         raise DeepresError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
     if options.source is not None and name != "layer-responses":
         raise DeepresError("--from is for the layer-responses experiment only")
+    if options.epochs is not None and name != "imagenette":
+        raise DeepresError("--epochs is for the imagenette experiment only (the others: --budget)")
     settings = Settings.create(name, options)
     with RunLock(settings.out):  # one experiment per folder (each run also locks its own)
         if name == "layer-responses":
             return layer_responses.run(settings, explicit_depths=bool(options.depths))
         if name == "ensemble":
             return ensemble.run(settings, members=options.seeds)
+        if name == "imagenette":
+            return imagenette.run(settings, members=options.seeds, epochs=options.epochs)
         module = {
             "degradation": degradation,
             "cifar-table": cifar_table,

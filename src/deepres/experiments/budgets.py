@@ -100,6 +100,25 @@ ENSEMBLE: dict[str, dict[str, Any]] = {
     },
 }
 
+# The Imagenette experiment's part of each budget: the ``imagenette`` recipe for ``train``'s
+# epochs, one run per seed. Tiny: a smoke test on small images (the test writes its folder).
+IMAGENETTE: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "recipe": "imagenette",
+        "train": {
+            "epochs": 2,
+            "batch_size": 8,
+            "train_subset": 4,
+            "test_subset": 2,
+            "image_size": 32,
+            "model": "resnet18",
+        },
+        "seeds": 1,
+    },
+    "small": {"recipe": "imagenette", "train": {"epochs": 5}, "seeds": 2},
+    "paper": {"recipe": "imagenette", "train": {"epochs": 20}, "seeds": 2},
+}
+
 BUDGETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "description": "a smoke test: 3 epochs on 16 images per class, tested on 10 per class",
@@ -116,6 +135,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "shortcuts": [8],
             "extreme-depth": [],
             "ensemble": [8],
+            "imagenette": [],
         },
         "extreme-depth": {
             "description": (
@@ -160,6 +180,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "shortcuts": [20],
             "extreme-depth": [],
             "ensemble": [20],
+            "imagenette": [],
         },
         "extreme-depth": SMALL_EXTREME_DEPTH,
         "ensemble": ENSEMBLE["small"],
@@ -179,6 +200,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
             "shortcuts": [32],
             "extreme-depth": [],
             "ensemble": [20],
+            "imagenette": [],
         },
         "extreme-depth": {
             "description": (
@@ -202,6 +224,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
 
 def default_data(experiment: str, budget: str) -> str:
     """The data set an experiment trains on under ``budget`` unless told otherwise."""
+    if experiment == "imagenette":
+        return "imagenette-224"
     return get_budget(budget).get("data", {}).get(experiment, DEFAULT_DATA)
 
 

@@ -26,6 +26,7 @@ class ExperimentOptions:
     budget: str = "small"
     depths: Sequence[int] | None = None
     seeds: int | None = None
+    epochs: int | None = None  # imagenette: the runs' length (default: the budget's)
     source: str | Path | None = None  # layer-responses: measure the finished runs in this folder
     threads: int | None = None
     device: str | None = None
