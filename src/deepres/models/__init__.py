@@ -3,6 +3,8 @@
 Modules, each importing only those above it in this list:
 
 - ``registry``: names to builders and on-demand name patterns (a leaf: no model module).
+- ``options``: the torch-free choices (``SHORTCUTS``, ``ACTIVATIONS``, ...) and their checks.
+- ``layers``: activations, ``BlurPool2d``, ``SimpleSelfAttention`` (the leaderboard's layers).
 - ``blocks``: basic and bottleneck blocks, shortcuts (``SHORTCUTS``), squeeze-excite.
 - ``resnet``: the one ``ResNet`` class, its option checks, the paper's builders (ImageNet and
   CIFAR 6n+2, with the ``resnet{d}``/``plain{d}`` pattern).
@@ -52,6 +54,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "wrn40_4",
         ],
         "features": ["FeatureListNet"],
+        "layers": ["BlurPool2d", "SimpleSelfAttention", "make_act"],
         "resnet": [
             "ResNet",
             "cifar_resnet",

@@ -20,6 +20,12 @@ Options shared by both blocks, one for each later paper:
   of a basic block (Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016, §2.4).
 - ``avg_down``: a projection shortcut that averages 2x2 before an unstrided 1x1 convolution
   (ResNet-D of He et al., "Bag of Tricks for Image Classification", CVPR 2019, §4.2, Fig. 2c).
+- ``act``: the activation (``"relu"``, ``"mish"``, ``"silu"``) of every place above that says
+  ReLU, SE's included (as fastai's xresnet does); the module keeps the name ``relu``.
+- ``blur_pool``: the strided convolution runs at stride 1 and a ``BlurPool2d`` (``aa``) does
+  the subsampling, after the activation that follows it (Zhang, ICML 2019; where timm's
+  ``aa_layer`` puts it: before the next convolution). The shortcut is unchanged.
+- ``self_attention``: fastai's ``SimpleSelfAttention`` (``sa``) on F(x), after SE.
 
 Bottlenecks also take ``groups`` and ``base_width`` for the grouped 3x3 convolution of ResNeXt
 (Xie et al., "Aggregated Residual Transformations", CVPR 2017, §3.3, Fig. 3c) and the wider
@@ -35,6 +41,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deepres.models.layers import BlurPool2d, SimpleSelfAttention, make_act
 
 
 class ZeroPadShortcut(nn.Module):
@@ -64,13 +72,14 @@ def se_channels(channels: int, ratio: int = 16) -> int:
 
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation (Hu et al., 2018, §3, Fig. 3): global average pooling (squeeze),
-    two 1x1 layers with a ReLU between (excitation), and a sigmoid gate per channel."""
+    two 1x1 layers with a ReLU (or ``act``) between (excitation), and a sigmoid gate per
+    channel."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, act: str = "relu") -> None:
         super().__init__()
         reduced = se_channels(channels)
         self.fc1 = nn.Conv2d(channels, reduced, 1)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = make_act(act)
         self.fc2 = nn.Conv2d(reduced, channels, 1)
         self.gate = nn.Sigmoid()
 
@@ -141,12 +150,17 @@ class ResidualBlock(nn.Module):
         in_channels: int,
         stride: int,
         shortcut: str,
+        *,
         preact: bool,
         attention: str | None,
         dropout: float,
         avg_down: bool,
+        act: str,
+        blur_before: int,
+        self_attention: bool,
     ) -> None:
-        """Register the convolutions and BNs in forward order, then SE and the shortcut.
+        """Register the convolutions and BNs in forward order, then SE and the shortcut;
+        ``blur_before``: the convolution whose input is blurred and subsampled (0: none).
         The options are not checked here: ``ResNet`` checks them once (``check_options``)."""
         self.preact = preact
         self.num_convs = len(convs)
@@ -156,9 +170,14 @@ class ResidualBlock(nn.Module):
             for name, module in reversed(pair) if preact else pair:
                 self.add_module(name, module)
         out_channels = convs[-1].out_channels
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = make_act(act)
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.se = SqueezeExcite(out_channels) if attention == "se" else nn.Identity()
+        self.blur_before = blur_before
+        self.aa: nn.Module = nn.Identity()
+        if blur_before:  # on the output of the convolution before it
+            self.aa = BlurPool2d(convs[blur_before - 2].out_channels, stride)
+        self.se = SqueezeExcite(out_channels, act) if attention == "se" else nn.Identity()
+        self.sa = SimpleSelfAttention(out_channels) if self_attention else nn.Identity()
         self.downsample = make_shortcut(
             shortcut, in_channels, out_channels, stride, preact, avg_down
         )
@@ -178,10 +197,12 @@ class ResidualBlock(nn.Module):
             conv, bn = self._layer(i)
             if self.preact and i > 1:
                 x = self.relu(bn(x))
+            if i == self.blur_before:  # the previous convolution's stride
+                x = self.aa(x)
             x = conv(self.drop(x) if i == last else x)
             if not self.preact:
                 x = bn(x) if i == last else self.relu(bn(x))
-        return self.se(x)
+        return self.sa(self.se(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.preact:
@@ -220,10 +241,19 @@ class BasicBlock(ResidualBlock):
         attention: str | None = None,
         dropout: float = 0.0,
         avg_down: bool = False,
+        act: str = "relu",
+        blur_pool: bool = False,
+        self_attention: bool = False,
     ) -> None:
         super().__init__()
-        convs = [conv3x3(in_channels, planes, stride), conv3x3(planes, planes * self.expansion)]
-        self._assemble(convs, in_channels, stride, shortcut, preact, attention, dropout, avg_down)
+        blur = blur_pool and stride > 1
+        convs = [
+            conv3x3(in_channels, planes, 1 if blur else stride),
+            conv3x3(planes, planes * self.expansion),
+        ]
+        options = dict(preact=preact, attention=attention, dropout=dropout, avg_down=avg_down)
+        options.update(act=act, blur_before=2 if blur else 0, self_attention=self_attention)
+        self._assemble(convs, in_channels, stride, shortcut, **options)
 
 
 class Bottleneck(ResidualBlock):
@@ -252,13 +282,21 @@ class Bottleneck(ResidualBlock):
         attention: str | None = None,
         dropout: float = 0.0,
         avg_down: bool = False,
+        act: str = "relu",
+        blur_pool: bool = False,
+        self_attention: bool = False,
     ) -> None:
         super().__init__()
         width = int(planes * base_width / 64) * groups
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        strided = 1 if stride_in_1x1 else 2  # which convolution has the stride
+        blur = blur_pool and stride > 1
+        conv_stride = 1 if blur else stride
         convs = [
-            conv1x1(in_channels, width, stride_1x1),
-            conv3x3(width, width, stride_3x3, groups),
+            conv1x1(in_channels, width, conv_stride if strided == 1 else 1),
+            conv3x3(width, width, conv_stride if strided == 2 else 1, groups),
             conv1x1(width, planes * self.expansion),
         ]
-        self._assemble(convs, in_channels, stride, shortcut, preact, attention, dropout, avg_down)
+        options = dict(preact=preact, attention=attention, dropout=dropout, avg_down=avg_down)
+        options.update(act=act, blur_before=strided + 1 if blur else 0)
+        options.update(self_attention=self_attention)
+        self._assemble(convs, in_channels, stride, shortcut, **options)

@@ -10,7 +10,9 @@ One ``ResNet`` class serves both families of the paper:
 
 The *plain* twins (§4.1) are the same networks with ``shortcut="none"``. The later families
 (pre-activation, ResNeXt, Wide ResNet, ResNet-D, SE; builders in ``deepres.models.families``)
-are the same class with a few options: see ``ResNet`` and ``deepres.models.blocks``.
+are the same class with a few options: see ``ResNet`` and ``deepres.models.blocks``. So are
+the ingredients of the Imagenette leaderboard's models (``act``, ``blur_pool``,
+``self_attention``; layers in ``deepres.models.layers``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from deepres.models.blocks import (
     ResidualBlock,
     conv3x3,
 )
-from deepres.models.options import check_block_options, check_shortcut
+from deepres.models.layers import BlurPool2d, make_act
+from deepres.models.options import (
+    check_act,
+    check_block_options,
+    check_shortcut,
+    self_attention_stage,
+)
 from deepres.models.registry import register_model, register_pattern
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
@@ -83,11 +91,15 @@ def check_options(
     shortcut: str,
     attention: str | None,
     dropout: float,
+    act: str = "relu",
+    self_attention: bool | int = False,
 ) -> None:
     """Refuse, with the fix, the option values ``ResNet`` cannot build: the one check of
     the network's and its blocks' options (the blocks do not check them again)."""
     check_shortcut(shortcut)
     check_block_options(attention, dropout)
+    check_act(act)
+    self_attention_stage(self_attention, len(widths))
     if stem not in STEMS:
         raise DeepresError(f"unknown stem {stem!r}: choose 'imagenet', 'deep' or 'cifar'")
     if len(layers) != len(widths) or min(layers) < 1:
@@ -127,6 +139,15 @@ class ResNet(nn.Module):
             convolution (and max-pool), and one BN-ReLU (``final_bn``) precedes the pooling.
         attention: ``"se"`` for squeeze-and-excitation in every block (Hu et al., 2018).
         dropout: dropout before the last convolution of every block (Wide ResNets, §2.4).
+        act: the activation wherever the network has a ReLU (stem, blocks, SE, the final
+            one of a pre-activation network): ``"relu"``, ``"mish"`` or ``"silu"``.
+        blur_pool: anti-aliased downsampling (Zhang, 2019): the stem's max-pool at stride
+            1, then a ``BlurPool2d``; each block's strided convolution at stride 1, then a
+            ``BlurPool2d`` after its activation, where timm's ``aa_layer`` puts it. The stem
+            convolution and the shortcuts keep their strides (as in timm's ``resnetblur``).
+        self_attention: fastai's ``SimpleSelfAttention`` on the residual branch of the last
+            block of one stage: ``True`` for the first stage (fastai's xresnet), or that
+            stage's index (``-1``: the last one).
     """
 
     def __init__(
@@ -148,6 +169,9 @@ class ResNet(nn.Module):
         preact: bool = False,
         attention: str | None = None,
         dropout: float = 0.0,
+        act: str = "relu",
+        blur_pool: bool = False,
+        self_attention: bool | int = False,
     ) -> None:
         super().__init__()
         check_options(
@@ -162,26 +186,31 @@ class ResNet(nn.Module):
             shortcut=shortcut,
             attention=attention,
             dropout=dropout,
+            act=act,
+            self_attention=self_attention,
         )
         self.in_chans = in_chans
         self.default_input_size = 32 if stem == "cifar" else 224
         self.shortcut = shortcut
         self.preact = preact
         stem_width = stem_width or widths[0]
-        reduction = self._make_stem(stem, in_chans, stem_width, preact)
+        reduction = self._make_stem(stem, in_chans, stem_width, preact, act, blur_pool)
         options: dict = {
             "shortcut": shortcut,
             "preact": preact,
             "attention": attention,
             "dropout": dropout,
             "avg_down": avg_down,
+            "act": act,
+            "blur_pool": blur_pool,
         }
         if block is Bottleneck:
             options.update(stride_in_1x1=stride_in_1x1, groups=groups, base_width=base_width)
+        self.self_attention_stage = self_attention_stage(self_attention, len(widths))
         channels = self._make_stages(block, layers, widths, stem_width, reduction, options)
         # Pre-activation: the last block's sum still needs its BN-ReLU (He et al. 2016b, Fig. 4e).
         self.final_bn = nn.BatchNorm2d(channels) if preact else nn.Identity()
-        self.final_relu = nn.ReLU(inplace=True) if preact else nn.Identity()
+        self.final_relu = make_act(act) if preact else nn.Identity()
         if preact:
             self.feature_info[-1]["module"] = "final_relu"
         self.num_features = channels
@@ -191,24 +220,31 @@ class ResNet(nn.Module):
         self.grad_checkpointing = False
         self._init_weights(zero_init_residual)
 
-    def _make_stem(self, stem: str, in_chans: int, width: int, preact: bool) -> int:
+    def _make_stem(
+        self, stem: str, in_chans: int, width: int, preact: bool, act: str, blur_pool: bool
+    ) -> int:
         """``conv1``, ``bn1``, ``relu``, ``maxpool``; returns the stem's stride. In a
         pre-activation network the first block's BN-ReLU follows, so ``bn1`` and ``relu``
-        are identities (as in the authors' CIFAR code and timm's ResNet-V2)."""
+        are identities (as in the authors' CIFAR code and timm's ResNet-V2). With
+        ``blur_pool`` the max-pool is a max at stride 1, then a blur-pool (timm's layout)."""
         if stem == "imagenet":
             self.conv1: nn.Module = nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)
         elif stem == "deep":  # ResNet-C: three 3x3 convolutions instead of the 7x7
             mid = width // 2
             self.conv1 = nn.Sequential(
-                *(conv3x3(in_chans, mid, 2), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)),
-                *(conv3x3(mid, mid), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)),
+                *(conv3x3(in_chans, mid, 2), nn.BatchNorm2d(mid), make_act(act)),
+                *(conv3x3(mid, mid), nn.BatchNorm2d(mid), make_act(act)),
                 conv3x3(mid, width),
             )
         else:
             self.conv1 = conv3x3(in_chans, width)
         self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(width)
-        self.relu = nn.Identity() if preact else nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(3, stride=2, padding=1)
+        self.relu = nn.Identity() if preact else make_act(act)
+        self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+        if stem == "cifar":
+            self.maxpool = nn.Identity()
+        elif blur_pool:
+            self.maxpool = nn.Sequential(nn.MaxPool2d(3, 1, padding=1), BlurPool2d(width, 2))
         stride = 1 if stem == "cifar" else 2
         stem_out = "conv1" if preact else "relu"
         self.feature_info = [dict(num_chs=width, reduction=stride, module=stem_out)]
@@ -230,7 +266,9 @@ class ResNet(nn.Module):
             reduction *= stride
             blocks = []
             for i in range(depth):
-                blocks.append(block(channels, planes, stride if i == 0 else 1, **options))
+                attend = index == self.self_attention_stage and i == depth - 1
+                stride_i = stride if i == 0 else 1
+                blocks.append(block(channels, planes, stride_i, **options, self_attention=attend))
                 channels = planes * block.expansion
             name = f"layer{index + 1}"
             self.add_module(name, nn.Sequential(*blocks))
