@@ -1,5 +1,10 @@
-"""Shared fixtures: small real image folders copied from ../shared/data, a private cache."""
+"""Shared fixtures: small real image folders copied from ../shared/data, a private cache.
 
+In CI (``CI=true`` in the environment) a skipped test is a failure: a missing dev dependency
+(``importorskip``), a missing ``../shared/data`` or any other skip must not turn a broken set-up
+into a green run. Locally skips stay allowed, and ``-ra`` names each one's reason."""
+
+import os
 import shutil
 from pathlib import Path
 
@@ -7,6 +12,40 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (path, line, "Skipped: why")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def fail_skip_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Turn a skip into a failure that names the reason, when in CI (xfail stays as it is)."""
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"CI=true: a skip is a failure here: {skip_reason(report)}\n"
+            "(install the dev dependencies with setup.sh and provide ../shared/data; "
+            "see ../shared/data/README.md)"
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    fail_skip_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield  # a module-level importorskip skips the whole module at collection
+    fail_skip_in_ci(outcome.get_result())
 
 
 @pytest.fixture(autouse=True)
