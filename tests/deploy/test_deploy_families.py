@@ -1,5 +1,6 @@
 """Every model family trains, exports to ONNX (verified in ONNX Runtime) and quantizes to
-int8: pre-activation (with dropout, as in WRN), SE, ResNeXt and ResNet-D, at small sizes."""
+int8: pre-activation (with dropout, as in WRN), SE, ResNeXt and ResNet-D, at small sizes; the
+leaderboard's options (Mish, blur-pool, self-attention) export too."""
 
 import pytest
 import torch
@@ -16,6 +17,11 @@ FAMILIES = {  # name, options, input size
     "se": ("resnet20", {"attention": "se"}, 32),
     "resnext": ("resnext50_32x4d", {"base_width": 1}, 64),
     "resnet-d": ("resnet50d", {}, 64),
+    "mish-blur-attention": (
+        "resnet20",
+        {"act": "mish", "blur_pool": True, "self_attention": True},
+        32,
+    ),
 }
 
 
