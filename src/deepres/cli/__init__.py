@@ -20,6 +20,7 @@ from deepres.cli import (
     info,
     plot,
     predict,
+    publish,
     quantize,
     recipes,
     serve,
@@ -39,6 +40,7 @@ COMMANDS = (
     experiment,
     plot,
     export,
+    publish,
     quantize,
     serve,
 )

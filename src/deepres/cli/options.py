@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from deepres.deploy.options import RUNTIMES
+from deepres.errors import DeepresError
 from deepres.inference.options import TTA_MODES
 
 
@@ -82,6 +83,21 @@ def existing_path(text: str) -> str:
     return text
 
 
+# the published-name forms of ``deepres.models.pretrained.resolve_pretrained`` (torch-free)
+WEIGHT_NAMES = ("torchvision", "torchvision:", "timm:", "hf-hub:", "http://", "https://")
+
+
+def weights_spec(text: str) -> str:
+    """Weights to start from: an existing file or folder, an http(s) URL or a published name
+    (``torchvision[:TAG]``, ``timm:ARCH.TAG``, ``hf-hub:ORG/REPO``); resolved when used."""
+    if text == "torchvision" or text.startswith(WEIGHT_NAMES[1:]) or Path(text).exists():
+        return text
+    raise argparse.ArgumentTypeError(
+        f"no such file or folder: {text} (nor an http(s) URL or a published name: "
+        "torchvision[:TAG], timm:ARCH.TAG, hf-hub:ORG/REPO)"
+    )
+
+
 def existing_folder(text: str) -> str:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"no such folder: {text}")
@@ -92,19 +108,53 @@ def add_checkpoint(
     parser: argparse.ArgumentParser,
     what: str = "a run folder, .safetensors file or .pt2 program",
     several: bool = False,
+    required: bool = True,
 ) -> None:
     """The ``--checkpoint`` option of the commands that read a trained model; ``several``:
-    repeatable (a list of one or more), for an ensemble."""
+    repeatable (a list of one or more), for an ensemble; not ``required`` where
+    ``add_pretrained``'s pair can replace it."""
     if several:
         parser.add_argument(
             "--checkpoint",
-            required=True,
+            required=required,
             action="append",
             type=existing_path,
             help=f"{what}; repeat it for an ensemble (probabilities averaged)",
         )
     else:
         parser.add_argument("--checkpoint", required=True, type=existing_path, help=what)
+
+
+def add_pretrained(parser: argparse.ArgumentParser) -> None:
+    """``--model NAME --pretrained SPEC``: published weights instead of ``--checkpoint``
+    (``checkpoint_or_pretrained`` checks the choice)."""
+    parser.add_argument(
+        "--model", help="with --pretrained: the model to build (default: the one the weights name)"
+    )
+    parser.add_argument(
+        "--pretrained",
+        metavar="SPEC",
+        type=weights_spec,
+        help="instead of --checkpoint: weights with class names, by published name "
+        "(torchvision, torchvision:IMAGENET1K_V2, timm:ARCH.TAG, hf-hub:ORG/REPO) or a "
+        "deepres folder (deepres publish) or run folder",
+    )
+
+
+def checkpoint_or_pretrained(args: argparse.Namespace) -> None:
+    """Refuse ``--checkpoint`` with ``--model``/``--pretrained``, and neither of them."""
+    if args.checkpoint and (args.model or args.pretrained):
+        raise DeepresError(
+            "--checkpoint and --model/--pretrained exclude each other: give a trained run "
+            "with --checkpoint, or published weights with --model NAME --pretrained SPEC"
+        )
+    if not args.checkpoint and not args.pretrained:
+        hint = f" (--pretrained torchvision, say, for {args.model})" if args.model else ""
+        raise DeepresError(
+            f"give --checkpoint RUN, or --pretrained SPEC{hint}: a model needs weights"
+        )
+    if args.pretrained and getattr(args, "ema", False):
+        raise DeepresError("--ema reads a run's EMA weights: use it with --checkpoint")
 
 
 def add_tta(parser: argparse.ArgumentParser) -> None:

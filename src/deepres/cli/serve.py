@@ -7,8 +7,10 @@ import argparse
 from deepres.cli.options import (
     add_checkpoint,
     add_ema,
+    add_pretrained,
     add_runtime,
     add_tta,
+    checkpoint_or_pretrained,
     port_number,
     positive_float,
     positive_int,
@@ -18,7 +20,8 @@ from deepres.deploy.options import MAX_UPLOAD_BYTES
 
 def register(sub: argparse._SubParsersAction) -> None:
     sv = sub.add_parser("serve", help="a web page and JSON API that classify uploaded images")
-    add_checkpoint(sv, several=True)
+    add_checkpoint(sv, several=True, required=False)
+    add_pretrained(sv)
     add_tta(sv)
     add_ema(sv)
     add_runtime(sv)
@@ -37,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    checkpoint_or_pretrained(args)
     from deepres.deploy.serve import serve
 
     serve(
@@ -48,4 +52,6 @@ def run(args: argparse.Namespace) -> None:
         tta=args.tta,
         ema=args.ema,
         runtime=args.runtime,
+        model=args.model,
+        pretrained=args.pretrained,
     )

@@ -20,6 +20,7 @@ from deepres.cli.options import (
     node_count,
     non_negative_int,
     positive_int,
+    weights_spec,
 )
 from deepres.errors import DeepresError
 from deepres.train.config import (
@@ -38,6 +39,7 @@ CHECKS: dict[str, Callable[[str], Any]] = {
     "folder": existing_folder,
     "path": existing_path,
     "device": device_name,
+    "weights": weights_spec,
 }
 
 

@@ -53,8 +53,15 @@ from deepres.deploy.runtimes import (
     check_runtime,
 )
 from deepres.deploy.target import Target, input_shape
+from deepres.errors import DeepresError
 from deepres.inference import Predictor
-from deepres.inference.members import Checkpoints, Member, combine, load_members
+from deepres.inference.members import (
+    Checkpoints,
+    Member,
+    combine,
+    load_members,
+    pretrained_member,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,18 +136,28 @@ def runtime_names(members: Sequence[Member]) -> str:
 
 
 def load_predictor(
-    checkpoint: Checkpoints,
+    checkpoint: Checkpoints | None = None,
     *,
     tta: str | None = None,
     ema: bool = False,
     runtime: str = "auto",
     threads: int | None = None,
+    model: str | None = None,
+    pretrained: str | Path | None = None,
 ) -> Predictor:
     """A ``Predictor`` (one checkpoint, or the ensemble of several, with ``tta`` and
-    ``ema`` as there) whose members run in ``runtime``, prepared for one image a call;
-    its ``meta["runtime"]`` names the runtime(s) chosen."""
+    ``ema`` as there; or, instead of a checkpoint, ``model`` with the ``pretrained`` weights
+    of ``deepres.inference.pretrained_member``) whose members run in ``runtime``, prepared
+    for one image a call; its ``meta["runtime"]`` names the runtime(s) chosen."""
     check_runtime(runtime)
-    members = prepare_members(load_members(checkpoint, ema), runtime, 1, threads)
-    model, meta = combine(members, tta)
+    if (checkpoint is None) == (pretrained is None):
+        raise DeepresError("load_predictor takes a checkpoint or pretrained weights (one)")
+    loaded = (
+        load_members(checkpoint, ema)
+        if pretrained is None
+        else [pretrained_member(model, pretrained)]
+    )
+    members = prepare_members(loaded, runtime, 1, threads)
+    combined, meta = combine(members, tta)
     meta["runtime"] = runtime_names(members)
-    return Predictor(checkpoint, model, meta)
+    return Predictor(checkpoint or str(pretrained), combined, meta)

@@ -110,7 +110,7 @@ def create_app(predictor: Predictor, max_bytes: int = MAX_UPLOAD_BYTES) -> Flask
 
 
 def serve(
-    checkpoint: str | Path | Sequence[str | Path],
+    checkpoint: str | Path | Sequence[str | Path] | None,
     host: str = "127.0.0.1",
     port: int = 8000,
     threads: int = 4,
@@ -118,13 +118,18 @@ def serve(
     tta: str | None = None,
     ema: bool = False,
     runtime: str = "auto",
+    model: str | None = None,
+    pretrained: str | Path | None = None,
 ) -> None:
     """``deepres serve``: the web page and JSON API on ``host:port`` until interrupted.
     Several checkpoints are served as their ensemble; ``tta``/``ema`` as in ``Predictor``;
-    ``runtime``: what runs the model (``deepres.deploy.runtime``)."""
+    ``runtime``: what runs the model (``deepres.deploy.runtime``); ``model`` and
+    ``pretrained``: published weights instead of a checkpoint (``load_predictor``)."""
     from waitress.server import create_server
 
-    predictor = load_predictor(checkpoint, tta=tta, ema=ema, runtime=runtime)
+    predictor = load_predictor(
+        checkpoint, tta=tta, ema=ema, runtime=runtime, model=model, pretrained=pretrained
+    )
     app = create_app(predictor, max_bytes)
     try:
         server = create_server(app, host=host, port=port, threads=threads)

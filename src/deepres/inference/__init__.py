@@ -11,7 +11,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "ensemble": ["Ensemble"],
         "exactness": ["Agreement", "agreement"],
         "fast": ["InferenceModel", "fold_batchnorm", "optimize_for_inference"],
-        "members": ["Member", "check_members", "combine", "load_members"],
+        "members": ["Member", "check_members", "combine", "load_members", "pretrained_member"],
         "predictor": ["MAX_IMAGE_BYTES", "Prediction", "Predictor", "expand_inputs"],
         "options": ["TTA_MODES", "check_tta_mode"],
         "tta": ["TestTimeAugmentation", "tta_views"],

@@ -14,6 +14,8 @@ from deepres.checkpoints import load_model, resolve_weights
 from deepres.errors import DeepresError
 from deepres.inference.ensemble import Ensemble
 from deepres.inference.tta import TestTimeAugmentation
+from deepres.models import create_model, load_pretrained
+from deepres.models.pretrained import resolve_pretrained
 
 Checkpoints = str | Path | Sequence[str | Path]
 
@@ -41,6 +43,31 @@ def load_member(checkpoint: str | Path, ema: bool = False) -> Member:
     weights = resolve_weights(checkpoint, ema=ema)
     model, meta = load_model(weights)
     return Member(weights, model, meta)
+
+
+PREDICT_META = ("classes", "mean", "std")
+
+
+def pretrained_member(model_name: str | None, spec: str | Path) -> Member:
+    """Published weights as a member (``resolve_pretrained``'s names, deepres and run
+    folders): ``model_name`` (default: the model the weights name) built with the weights'
+    options and loaded, their classes, mean/std and preprocessing as its metadata. Weights
+    without class names or normalisation (a plain file or URL) are refused."""
+    weights = resolve_pretrained(spec, model_name)
+    model_name = model_name or weights.meta.get("model")
+    if not model_name:
+        raise DeepresError(f"{spec} does not name its model: give the model too (--model NAME)")
+    missing = [key for key in PREDICT_META if not weights.meta.get(key)]
+    if missing:
+        raise DeepresError(
+            f"{spec} carries no {' and no '.join(missing)}, which predicting needs: a plain "
+            "weight file or URL has no class names. Use a published name (torchvision, "
+            "timm:ARCH.TAG, hf-hub:ORG/REPO), a deepres folder (deepres publish) or a run "
+            "folder, or train from these weights (train --init-from) and predict with the run"
+        )
+    model = create_model(model_name, **weights.model_args)
+    load_pretrained(model, weights.path)
+    return Member(weights.path, model.eval(), weights.for_model(model_name, weights.model_args))
 
 
 def load_members(checkpoints: Checkpoints, ema: bool = False) -> list[Member]:

@@ -3,13 +3,15 @@ with or without test-time augmentation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import functional as F
 
 from deepres.data import IMAGE_EXTENSIONS, decode_rgb, normalize
 from deepres.errors import DeepresError
@@ -57,12 +59,7 @@ class Predictor:
         self.classes: list[str] = meta["classes"]
         self.size = int(meta.get("input_size", 224))
         self.in_chans = int(meta.get("model_args", {}).get("in_chans", 3))
-        if self.size > 64:  # ImageNet-style: resize the shorter side, center crop
-            self.resize = v2.Compose(
-                [v2.Resize(int(self.size / 0.875), antialias=True), v2.CenterCrop(self.size)]
-            )
-        else:  # small-image data sets: the whole image at the training size
-            self.resize = v2.Resize((self.size, self.size), antialias=True)
+        self.resize = resize_for(meta)
 
     def prepare(self, data: bytes, name: str) -> torch.Tensor:
         """Image bytes -> a normalised 1 x C x H x W tensor, as the model was trained."""
@@ -94,6 +91,30 @@ class Predictor:
         except OSError as err:
             raise DeepresError(f"{path}: cannot read ({err.strerror})") from None
         return self.predict_bytes(data, str(path), top_k)
+
+
+def resize_for(meta: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The resize and crop of a uint8 image for a model with this metadata.
+
+    Weights that name their ``resize_size`` (and ``interpolation``), as torchvision's and
+    timm's do: the shorter side resized to it, then a center crop of ``input_size``, the
+    operations of torchvision's ``ImageClassification`` on a tensor (``functional``, not
+    ``v2``, whose uint8 resize rounds some pixels one level apart). Else ImageNet-style
+    sizes (> 64): the shorter side to ``input_size / 0.875``, a center crop; small-image
+    data sets: the whole image at the training size."""
+    size = int(meta.get("input_size", 224))
+    if meta.get("resize_size"):
+        mode = InterpolationMode(meta.get("interpolation", "bilinear"))
+        resize_size = int(meta["resize_size"])
+
+        def resize(image: torch.Tensor) -> torch.Tensor:
+            image = F.resize(image, [resize_size], interpolation=mode, antialias=True)
+            return F.center_crop(image, [size])
+
+        return resize
+    if size > 64:
+        return v2.Compose([v2.Resize(int(size / 0.875), antialias=True), v2.CenterCrop(size)])
+    return v2.Resize((size, size), antialias=True)
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:

@@ -39,7 +39,7 @@ DEFAULT_BN_BATCH_SIZE = 128
 # the groups of ``deepres train --help``; "" is the command's own (model, data, recipe)
 GROUPS = ("", "optimisation", "model and data", "runtime")
 # command-line checks of a value, beyond its type (``deepres.cli.train`` maps them to parsers)
-CHECKS = ("positive", "non_negative", "folder", "path", "device")
+CHECKS = ("positive", "non_negative", "folder", "path", "device", "weights")
 
 
 def option(
@@ -219,8 +219,11 @@ class TrainConfig:
     init_from: str | None = option(
         None,
         group=DATA,
-        check="path",
-        help="start from the weights in this file (safetensors or torch)",
+        check="weights",
+        help="start from these weights: a file (safetensors or torch), a run or deepres "
+        "folder, an http(s) URL (#sha256=HEX optional) or a published name (torchvision, "
+        "torchvision:IMAGENET1K_V2, timm:ARCH.TAG, hf-hub:ORG/REPO); a new classifier when "
+        "the class count differs",
     )
     # data
     augment: str = option(

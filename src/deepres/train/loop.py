@@ -34,6 +34,7 @@ from torchvision.ops._utils import split_normalization_params
 from deepres.checkpoints import STATE_FILE, unwrap
 from deepres.errors import DeepresError
 from deepres.models import create_model, load_pretrained
+from deepres.models.pretrained import resolve_pretrained
 from deepres.runtime import (
     RunLock,
     atomic_write,
@@ -183,7 +184,7 @@ def build_model(
     checkpointing, SyncBatchNorm and channels-last as asked."""
     model = create_model(cfg.model, **args)
     if cfg.init_from and pretrained:
-        load_pretrained(model, cfg.init_from)
+        load_pretrained(model, resolve_pretrained(cfg.init_from, cfg.model).path)
     model.set_grad_checkpointing(cfg.grad_checkpointing)
     if cfg.sync_bn:
         model = dist.convert_sync_batchnorm(model, ctx)
