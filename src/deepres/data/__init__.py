@@ -8,7 +8,9 @@
 
 Modules: `registry` (names and paths to splits, cached statistics); readers `cifar`, `idx`,
 `synthetic`; image folders: `index` (scanning), `decode` (bomb-guarded, threaded), `cache`
-(on-disk files), `folder` (the in-memory and per-image modes), `transforms`, `stats`;
+(on-disk files), `folder` (the in-memory and per-image modes), `resized` (large images
+decoded once at a fixed size), `crops` (their random-resized crops a batch at a time),
+`transforms`, `stats`;
 `dataset` (TensorData, subsets, channel statistics), `augment` and `mixing` (batches).
 """
 
@@ -19,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "augment": ["BatchLoader", "derive_seed", "normalize", "random_crop_flip"],
         "cache": ["cache_dir"],
+        "crops": ["BatchCrops", "center_crop", "resized_crops", "sample_boxes"],
         "cifar": [
             "RestrictedUnpickler",
             "download_cifar",
@@ -33,6 +36,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "idx": ["FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "read_idx", "read_idx_split"],
         "index": ["IMAGE_EXTENSIONS", "scan_folder"],
         "registry": ["NAMES", "check_data", "dataset_stats", "load_split", "resolve"],
+        "resized": ["cache_side", "load_resized"],
         "synthetic": ["synthetic_data"],
         "transforms": ["build_transform"],
     },

@@ -143,7 +143,8 @@ class BatchMix(Protocol):
 class BatchLoader:
     """Batches of an in-memory `TensorData`: (normalised float images, int64 labels).
 
-    Augmentation, in order: `augment` (random crop of the `padding`-padded image and flip),
+    Augmentation, in order: `augment` (random crop of the `padding`-padded image and flip,
+    or `crop(images, generator)` when given, such as `deepres.data.crops.BatchCrops`),
     `policy` ('randaugment' / 'trivial', per uint8 image), `random_erasing` (its
     probability, per normalised image) and `mix` (mixup / cutmix of the whole batch; the
     labels become float B x C soft targets).
@@ -172,6 +173,7 @@ class BatchLoader:
         policy: str | None = None,
         random_erasing: float = 0.0,
         mix: BatchMix | None = None,
+        crop: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -196,7 +198,7 @@ class BatchLoader:
         self.augment, self.padding, self.seed = augment, padding, seed
         self.policy = None if policy is None else policy_transform(policy)
         self.erasing = v2.RandomErasing(p=random_erasing) if random_erasing > 0 else None
-        self.mix = mix
+        self.mix, self.crop = mix, crop
         self.rank, self.world_size = rank, world_size
         self.mean, self.std = tuple(mean), tuple(std)
         self.dtype, self.channels_last = dtype, channels_last
@@ -256,7 +258,7 @@ class BatchLoader:
         seed = (self.seed, epoch, index, self.rank)
         if self.augment:
             g = torch.Generator().manual_seed(derive_seed(*seed))
-            x = random_crop_flip(x, self.padding, g)
+            x = random_crop_flip(x, self.padding, g) if self.crop is None else self.crop(x, g)
         if self.policy is not None:
             x = per_image(x, self.policy, derive_seed(*seed, POLICY_STREAM))
         x = normalize(x, self.mean, self.std, self.dtype, self.channels_last)

@@ -7,8 +7,11 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+import struct
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import numpy as np
 
 from deepres.data.dataset import Stats, TensorData
 from deepres.errors import DeepresError
@@ -112,3 +115,74 @@ def save_tensors(path: Path, key: str, data: TensorData, source: Path) -> None:
             path,
             e,
         )
+
+
+def write_tensors_streamed(
+    path: Path,
+    meta: dict[str, str],
+    labels: list[int],
+    image_shape: tuple[int, ...],
+    fill: Callable[[np.ndarray], None],
+) -> None:
+    """Write the safetensors file `save_tensors` would (uint8 `images` N x `image_shape`,
+    int64 `labels`, `meta`) without holding the images in memory: the file is laid out and
+    its space reserved first, then `fill` writes the images into a writable memory map of
+    their part of it. Whole or not at all (`atomic_write`); an error raises DeepresError."""
+    n, per_image = len(labels), int(np.prod(image_shape))
+    header = {
+        "__metadata__": meta,
+        "labels": {"dtype": "I64", "shape": [n], "data_offsets": [0, 8 * n]},
+        "images": {
+            "dtype": "U8",
+            "shape": [n, *image_shape],
+            "data_offsets": [8 * n, 8 * n + n * per_image],
+        },
+    }
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # keeps the tensors 8-byte aligned, as safetensors does
+    start = 8 + len(raw) + 8 * n
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(raw)) + raw)
+            f.write(np.asarray(labels, dtype="<i8").tobytes())
+            f.flush()
+            os.posix_fallocate(f.fileno(), 0, start + n * per_image)  # a full disk: OSError now
+        if n:
+            images = np.memmap(tmp, np.uint8, mode="r+", offset=start, shape=(n, *image_shape))
+            fill(images)
+            images.flush()
+            del images
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, write)
+
+
+def map_tensors(path: Path, key: str) -> TensorData | None:
+    """The `TensorData` cached at `path` for `key` with its images memory-mapped from the
+    file (copy-on-write: pages are read when used, writes never reach the file), or None
+    (missing, stale or damaged)."""
+    import torch
+
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        meta, size = header.get("__metadata__") or {}, path.stat().st_size
+        if meta.get("key") != key:
+            return None
+        start = 8 + length
+        images, labels = header["images"], header["labels"]
+        (lo, hi), (llo, lhi) = images["data_offsets"], labels["data_offsets"]
+        shape, n = tuple(images["shape"]), labels["shape"][0]
+        if images["dtype"] != "U8" or labels["dtype"] != "I64" or start + hi > size:
+            raise ValueError("not uint8 images and int64 labels, or a short file")
+        if hi - lo != int(np.prod(shape)) or lhi - llo != 8 * n or shape[0] != n:
+            raise ValueError("tensor sizes disagree with the header")
+        ys = np.fromfile(path, dtype="<i8", count=n, offset=start + llo)
+        xs = np.memmap(path, np.uint8, mode="c", offset=start + lo, shape=shape)
+        classes = json.loads(meta["classes"])
+        return TensorData(torch.from_numpy(xs), torch.from_numpy(ys.astype(np.int64)), classes)
+    except Exception as e:  # noqa: BLE001 - any damage to the cache means: rebuild it
+        log.warning("ignoring unreadable cache file %s (%s); rebuilding it", path, e)
+        return None

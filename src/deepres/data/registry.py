@@ -26,6 +26,7 @@ from deepres.data.idx import (
     read_idx_split,
 )
 from deepres.data.index import FolderIndex, max_image_side, scan_folder
+from deepres.data.resized import load_resized
 from deepres.data.stats import folder_stats
 from deepres.data.synthetic import parse_synthetic, synthetic_data
 from deepres.errors import DeepresError
@@ -178,6 +179,8 @@ def load_split(
     stats: Stats | None = None,
     use_cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    cache_side: int | None = None,
+    mmap: bool = False,
 ) -> TensorData | ImageFolderDataset:
     """Load one split ('train', 'test' or 'val'; test <-> val mapped for folders).
 
@@ -186,10 +189,23 @@ def load_split(
     `image_size`, `train_transform` (default: split == 'train'), `ten_crop` and `stats`
     (default: `dataset_stats` of the train split) configure the transforms.
     `subset` keeps the first k images of each class, or a random k with
-    `subset_seed`.
+    `subset_seed`. With `cache_side` S a large-image folder is instead a uint8 `TensorData`
+    of S x S images, decoded once and cached (`deepres.data.resized`; `mmap`: memory-mapped
+    from the cache file).
     """
     _check_split(split)
     src = resolve(name_or_path, data_root)
+    if src.kind == "folder" and not src.in_memory and cache_side is not None:
+        assert src.path is not None
+        return load_resized(
+            split_dir(src.path, split),
+            cache_side,
+            mmap=mmap,
+            subset=subset,
+            subset_seed=subset_seed,
+            use_cache=use_cache,
+            cache_dir=cache_dir,
+        )
     if src.kind == "folder" and not src.in_memory:
         assert src.path is not None
         index = scan_folder(split_dir(src.path, split))
