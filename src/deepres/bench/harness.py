@@ -101,6 +101,24 @@ def train_runner(
     return Runner(step, start, stop)
 
 
+def data_runner(batches: Callable[[], Iterator]) -> Runner:
+    """Only the batches of a training step: producing them (gathering, cropping, flipping,
+    normalising), no model; timed beside ``train_runner`` it gives the data's share."""
+    state: dict[str, Iterator] = {}
+
+    def start() -> None:
+        state["it"] = batches()
+
+    def step() -> None:
+        try:
+            next(state["it"])
+        except StopIteration:
+            state["it"] = batches()
+            next(state["it"])
+
+    return Runner(step, start, lambda: state.pop("it", None))
+
+
 def infer_runner(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> Runner:
     def step() -> None:
         with torch.inference_mode():

@@ -37,6 +37,7 @@ from deepres.bench.against import (
 from deepres.bench.harness import (
     Rounds,
     Runner,
+    data_runner,
     infer_runner,
     matmul_gflops,
     summarize_times,
@@ -49,8 +50,10 @@ from deepres.bench.references import reference_loader
 from deepres.bench.runtimes import RUNTIMES, Runnable, check_installed
 from deepres.checkpoints import ProgramModel, load_model
 from deepres.data import (
+    BatchCrops,
     BatchLoader,
     TensorData,
+    cache_side,
     check_data,
     dataset_stats,
     load_split,
@@ -97,6 +100,10 @@ class BenchOptions:
 def load_bench_data(name: str, input_size: int, in_chans: int, count: int) -> TensorData:
     if name == "synthetic":
         return synthetic_data(count, in_chans, input_size, input_size, 10, seed=0)
+    source = resolve(name)
+    if source.kind == "folder" and not source.in_memory:  # decoded once at S x S, cached
+        side = cache_side(input_size or 224)
+        return load_split(name, "train", cache_side=side)  # type: ignore[return-value]
     data = load_split(name, "train")
     if not isinstance(data, TensorData):
         raise DeepresError(
@@ -106,7 +113,11 @@ def load_bench_data(name: str, input_size: int, in_chans: int, count: int) -> Te
     return data
 
 
-def bench_train(opts: BenchOptions, data: TensorData, stats: tuple) -> dict[str, Any]:
+def bench_train(
+    opts: BenchOptions, data: TensorData, stats: tuple, crop_size: int | None = None
+) -> dict[str, Any]:
+    """Training steps with the data pipeline (``crop_size``: large cached images, cut by
+    random-resized crops to it), timed beside the batches alone: the data's share."""
     mean, std = stats
     amp = autocast_dtype(opts.amp, "cpu")
     model = create_model(opts.model, num_classes=data.num_classes, in_chans=data.images.shape[1])
@@ -122,9 +133,11 @@ def bench_train(opts: BenchOptions, data: TensorData, stats: tuple) -> dict[str,
         augment=True,
         drop_last=True,
         channels_last=opts.channels_last,
+        crop=BatchCrops(crop_size) if crop_size else None,
     )
     epoch = iter(range(10**9))
     ours = train_runner(net, lambda: loader.iter_epoch(next(epoch)), amp, opts.channels_last)
+    batches_only = data_runner(lambda: loader.iter_epoch(next(epoch)))
     results: dict[str, Any] = {}
     references: dict[str, Runner] = {}
     if "reference" in opts.against:
@@ -137,10 +150,11 @@ def bench_train(opts: BenchOptions, data: TensorData, stats: tuple) -> dict[str,
             references[f"reference_workers{workers}"] = train_runner(
                 reference_model, lambda rl=ref_loader: iter(rl), None, False
             )
-    per_round = time_runners({"ours": ours, **references}, opts.rounds_plan())
+    per_round = time_runners({"ours": ours, "data": batches_only, **references}, opts.rounds_plan())
+    data_seconds = per_round.pop("data")
     macs = count_macs(
         create_model(opts.model, num_classes=data.num_classes, in_chans=data.images.shape[1]),
-        data.images.shape[-1],
+        crop_size or data.images.shape[-1],
     )
     for name, seconds in per_round.items():
         results[name] = summarize_times(seconds, opts.batch_size, 3 * macs)
@@ -152,6 +166,10 @@ def bench_train(opts: BenchOptions, data: TensorData, stats: tuple) -> dict[str,
             results[name]["ours_speedup_per_round"]
         )
     results["ours"]["amp"] = str(amp).replace("torch.", "") if amp else "off"
+    shares = [d / s for d, s in zip(data_seconds, per_round["ours"], strict=True)]
+    results["ours"]["data_ms_per_batch"] = 1000 * statistics.median(data_seconds)
+    results["ours"]["data_share_per_round"] = shares
+    results["ours"]["data_share"] = statistics.median(shares)
     return results
 
 
@@ -290,7 +308,9 @@ def run_bench(opts: BenchOptions, quantize: Quantizer | None = None) -> dict[str
             if (opts.data == "synthetic")
             else dataset_stats(opts.data)
         )
-        report["train"] = bench_train(opts, data, stats)
+        source = None if opts.data == "synthetic" else resolve(opts.data)
+        large = source is not None and source.kind == "folder" and not source.in_memory
+        report["train"] = bench_train(opts, data, stats, crop_size=size if large else None)
     if opts.mode in ("infer", "both"):
         data = None if opts.data == "synthetic" else load_bench_data(opts.data, 0, 3, 0)
         if opts.checkpoint and not opts.against:
@@ -341,8 +361,16 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
 
 
 def print_comparisons(results: dict[str, dict[str, Any]]) -> None:
-    """The ``--against`` references' lines: ratios, exactness, int8 top-1 agreement."""
+    """The ``--against`` references' lines: ratios, exactness, int8 top-1 agreement; the
+    data's share of a training step."""
     for name, r in results.items():
+        if "data_share" in r:
+            rounds = ", ".join(f"{x:.1%}" for x in r["data_share_per_round"])
+            print(
+                f"  {name}: the batches (gather, crops, flips, normalisation) take "
+                f"{r['data_share']:.1%} of a training step ({r['data_ms_per_batch']:.1f} of "
+                f"{r['ms_per_batch']:.1f} ms; per round {rounds})"
+            )
         for reference, ratio in r.get("ratio_vs", {}).items():
             rounds = ", ".join(f"{x:.2f}" for x in ratio["per_round"])
             print(f"  {name} / {reference} img/s: {ratio['median']:.2f}x (per round {rounds})")
@@ -373,10 +401,10 @@ def check_options(opts: BenchOptions) -> None:
     check_data(opts.data)
     if opts.data != "synthetic":
         source = resolve(opts.data)
-        if source.kind == "folder" and not source.in_memory:
+        if source.kind == "folder" and not source.in_memory and "reference" in opts.against:
             raise DeepresError(
-                f"bench --data needs an in-memory data set; {opts.data} is an image "
-                "folder of large images (use synthetic)"
+                f"bench --against reference needs small images; {opts.data} is an image "
+                "folder of large images (use synthetic, or no reference)"
             )
     if opts.checkpoint:
         check_checkpoint_options(opts)
