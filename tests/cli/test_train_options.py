@@ -45,7 +45,8 @@ def test_each_fields_help_text_is_in_deepres_train_help(capsys, monkeypatch):
 
 def test_choices_and_checks_come_from_the_fields():
     flags = {s: a for a in train_parser()._actions for s in a.option_strings}
-    assert list(flags["--schedule"].choices) == ["step", "cosine", "onecycle", "constant"]
+    schedules = ["step", "cosine", "onecycle", "constant", "flat-cos"]
+    assert list(flags["--schedule"].choices) == schedules
     assert list(flags["--shortcut"].choices) == ["A", "B", "C", "none"]
     assert flags["--progress"].choices == ("auto", "bar", "lines", "off")
     assert flags["--batch-size"].type.__name__ == "positive_int"
@@ -81,7 +82,10 @@ def test_the_new_flags_set_their_fields():
     "values, message",
     [
         ({"batchsize": 64}, "unknown option(s) batchsize (did you mean batch_size?)"),
-        ({"schedule": "cosin"}, "schedule must be one of step, cosine, onecycle, constant"),
+        (
+            {"schedule": "cosin"},
+            "schedule must be one of step, cosine, onecycle, constant, flat-cos",
+        ),
         ({"shortcut": "D"}, "shortcut must be one of A, B, C, none; got 'D'"),
     ],
 )
@@ -99,7 +103,7 @@ def test_deepres_recipes_options_lists_every_field(capsys):
     out = capsys.readouterr().out
     for spec in option_specs():
         assert f"{spec.name}: " in out
-    assert 'schedule: one of step, cosine, onecycle, constant (default "step"' in out
+    assert 'schedule: one of step, cosine, onecycle, constant, flat-cos (default "step"' in out
 
 
 def top_level_imports(path: Path) -> set[str]:

@@ -5,7 +5,7 @@ from torch import nn
 
 from deepres.models import create_model
 from deepres.train import resolve_config
-from deepres.train.loop import sgd
+from deepres.train.optim import sgd
 
 
 def zero_grad_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

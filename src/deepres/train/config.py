@@ -26,7 +26,10 @@ from typing import Any
 from deepres.errors import DeepresError, first_line
 from deepres.models.options import ACTIVATIONS, SHORTCUTS
 
-SCHEDULES = ("step", "cosine", "onecycle", "constant")
+SCHEDULES = ("step", "cosine", "onecycle", "constant", "flat-cos")
+# sgd: torch.optim.SGD; adamw, radam: torch.optim's, with decoupled weight decay; lamb:
+# timm.optim.Lamb (timm is imported only when it is asked for)
+OPTIMIZERS = ("sgd", "adamw", "radam", "lamb")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 # randaugment / trivial: the data's own crops and flips, then RandAugment (Cubuk et al. 2020)
 # or TrivialAugmentWide (Müller & Hutter 2021) per image (torchvision.transforms.v2)
@@ -107,7 +110,7 @@ class TrainConfig:
         help="train this many iterations (overrides --epochs)",
     )
     batch_size: int = option(128, group=OPT, check="positive", help="global batch size")
-    lr: float = option(0.1, group=OPT, help="the learning rate of SGD (default 0.1)")
+    lr: float = option(0.1, group=OPT, help="the learning rate (default 0.1)")
     lr_scale_batch: int | None = option(
         None,
         group=OPT,
@@ -124,11 +127,59 @@ class TrainConfig:
         group=OPT,
         help="weight decay of the BatchNorm weights and biases (default: --weight-decay)",
     )
+    optimizer: str = option(
+        "sgd",
+        group=OPT,
+        choices=OPTIMIZERS,
+        help="sgd (default; --momentum, --nesterov), adamw or radam (torch.optim, decoupled "
+        "weight decay), lamb (timm.optim.Lamb; needs timm)",
+    )
+    betas: list[float] | None = option(
+        None,
+        group=OPT,
+        metavar="BETA",
+        help="adamw, radam, lamb: their two betas (default: the optimizer's, 0.9 0.999)",
+    )
+    eps: float | None = option(
+        None, group=OPT, help="adamw, radam, lamb: their epsilon (default: the optimizer's)"
+    )
+    lookahead: bool = option(
+        False,
+        group=OPT,
+        help="wrap the optimizer in Lookahead (Zhang et al. 2019, timm.optim.Lookahead): "
+        "every --lookahead-k steps the weights go back --lookahead-alpha of the way to "
+        "slow weights; radam + lookahead is fastai's Ranger",
+    )
+    lookahead_k: int = option(6, group=OPT, check="positive", help="Lookahead: steps (6)")
+    lookahead_alpha: float = option(
+        0.5, group=OPT, help="Lookahead: the slow weights' step, in (0, 1] (0.5)"
+    )
+    layer_lr_decay: float | None = option(
+        None,
+        group=OPT,
+        metavar="D",
+        help="layer-wise lr (as timm's --layer-decay): the classifier (and a final BN) at "
+        "lr, the last stage at lr x D, the one before at lr x D^2, ..., the stem last",
+    )
+    freeze_epochs: int = option(
+        0,
+        group=OPT,
+        check="non_negative",
+        metavar="N",
+        help="fine-tuning: for the first N epochs only the classifier and the BatchNorm "
+        "layers train (as fastai's freeze), the other weights get no update, weight decay "
+        "or momentum; then everything trains",
+    )
     schedule: str = option(
         "step",
         group=OPT,
         choices=SCHEDULES,
-        help="learning-rate schedule (default step: x --gamma at each milestone)",
+        help="learning-rate schedule (default step: x --gamma at each milestone; flat-cos: "
+        "constant for a --flat share of training, then a cosine to 0, as fastai's "
+        "fit_flat_cos)",
+    )
+    flat: float = option(
+        0.72, group=OPT, help="flat-cos schedule: the share of training at constant lr (0.72)"
     )
     milestones: list[float] = option(
         group=OPT, factory=lambda: [0.5, 0.75], help="step schedule: fractions of training"
@@ -360,6 +411,7 @@ class TrainConfig:
             f"in [0, 1)), got {self.warmup}",
         )
         need(0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
+        check_optimizer_options(self)
         need(self.grad_accum_steps >= 1, "--grad-accum-steps must be >= 1")
         need(
             self.batch_size % self.grad_accum_steps == 0,
@@ -377,6 +429,32 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def check_optimizer_options(cfg: TrainConfig) -> None:
+    """Refuse values of the optimizer's and fine-tuning's options that no run could use."""
+    betas, decay = cfg.betas, cfg.layer_lr_decay
+    checks = [
+        (
+            betas is None or (len(betas) == 2 and all(0 <= b < 1 for b in betas)),
+            f"--betas takes two numbers in [0, 1), such as 0.9 0.999; got {betas}",
+        ),
+        (cfg.eps is None or cfg.eps > 0, f"--eps must be positive, got {cfg.eps}"),
+        (cfg.lookahead_k >= 1, f"--lookahead-k must be positive, got {cfg.lookahead_k}"),
+        (
+            0 < cfg.lookahead_alpha <= 1,
+            f"--lookahead-alpha must be in (0, 1], got {cfg.lookahead_alpha}",
+        ),
+        (
+            decay is None or 0 < decay <= 1,
+            f"--layer-lr-decay must be in (0, 1], such as 0.75; got {decay}",
+        ),
+        (cfg.freeze_epochs >= 0, f"--freeze-epochs must be >= 0, got {cfg.freeze_epochs}"),
+        (0 <= cfg.flat < 1, f"--flat is a share of training in [0, 1), got {cfg.flat}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise DeepresError(message)
 
 
 @dataclass(frozen=True)

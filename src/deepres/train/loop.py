@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.ops._utils import split_normalization_params
 
 from deepres.checkpoints import STATE_FILE, unwrap
 from deepres.errors import DeepresError
@@ -49,6 +48,7 @@ from deepres.train.checks import backward, check_finite, check_gradients, watch_
 from deepres.train.config import TrainConfig
 from deepres.train.ema import WeightEMA
 from deepres.train.evaluate import EvalResult, evaluate
+from deepres.train.finetune import set_frozen
 from deepres.train.metrics import (
     ema_columns,
     format_row,
@@ -59,6 +59,7 @@ from deepres.train.metrics import (
     tensorboard_writer,
     write_metrics,
 )
+from deepres.train.optim import build_optimizer, set_lr
 from deepres.train.progress import Progress
 from deepres.train.run import (
     Learner,
@@ -99,6 +100,7 @@ def train_in(cfg: TrainConfig, ctx: dist.Context, out: Path, resume: bool) -> di
     else:
         state = RunState()
         create_run_folder(out, cfg, ctx)
+    set_frozen(learner.model, cfg, state.epoch)  # --freeze-epochs: the head alone first
     learner.model = wrap_model(learner.model, cfg, ctx)  # from here on: in DDP / compiled
 
     def checkpoint(best: bool = False, train_time: float | None = None) -> None:
@@ -115,6 +117,8 @@ def train_in(cfg: TrainConfig, ctx: dist.Context, out: Path, resume: bool) -> di
     # The epochs: train, then the epoch's metrics, test results and checkpoint
     with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
         while not length.done(state.step, state.epoch):
+            if set_frozen(unwrap(learner.model), cfg, state.epoch):  # then the whole model
+                learner.model = wrap_model(unwrap(learner.model), cfg, ctx)
             seconds, images = train_epoch(
                 cfg, ctx, out, data, learner, state, length, progress, checkpoint
             )
@@ -169,7 +173,7 @@ def set_up(
     model = build_model(cfg, args, ctx, pretrained)
     learner = Learner(
         model,
-        sgd(cfg, model),
+        build_optimizer(cfg, model),
         torch.amp.GradScaler(ctx.device_type, enabled=cfg.amp == "fp16"),
         WeightEMA(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None,
         autocast_dtype(cfg.amp, ctx.device_type),
@@ -190,24 +194,6 @@ def build_model(
         model = dist.convert_sync_batchnorm(model, ctx)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     return model.to(ctx.device, memory_format=memory_format)
-
-
-def sgd(cfg: TrainConfig, model: nn.Module) -> torch.optim.SGD:
-    """SGD with momentum and weight decay (§3.4: 0.9 and 1e-4); each step sets its lr.
-    ``--norm-weight-decay`` gives the normalisation layers' weights their own decay (as in
-    torchvision's reference scripts)."""
-    params: Any = model.parameters()
-    if cfg.norm_weight_decay is not None:
-        norm, other = split_normalization_params(model)
-        params = [{"params": other}, {"params": norm, "weight_decay": cfg.norm_weight_decay}]
-    return torch.optim.SGD(
-        params,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay,
-        foreach=True,
-    )
 
 
 def wrap_model(model: nn.Module, cfg: TrainConfig, ctx: dist.Context) -> nn.Module:
@@ -337,8 +323,7 @@ def step_lr(
 def sgd_step(learner: Learner, lr: float, step: int) -> None:
     """Update the weights with the gradients of a whole batch at ``lr``, then their moving
     average (``--ema``); ``step`` is the step's number (1, 2, ...)."""
-    for group in learner.optimizer.param_groups:
-        group["lr"] = lr
+    set_lr(learner.optimizer, lr)  # x each group's lr_scale (--layer-lr-decay)
     learner.scaler.step(learner.optimizer)
     learner.scaler.update()
     learner.optimizer.zero_grad(set_to_none=True)

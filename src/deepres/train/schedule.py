@@ -53,6 +53,9 @@ def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int)
     if cfg.schedule == "cosine":
         t = (step - warmup) / max(total - warmup, 1)
         return peak * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "flat-cos":  # fastai's fit_flat_cos: flat, then a cosine to 0
+        t = max(0.0, (step / total - cfg.flat) / (1 - cfg.flat))
+        return peak * 0.5 * (1 + math.cos(math.pi * t))
     return peak
 
 
