@@ -4,6 +4,8 @@
 WHERE:
 
 - ``step``: right after SGD step N.
+- ``epoch``: right after the checkpoint of the N-th epoch this process trains, counted over
+  every run in the process (an experiment trains its runs one after another).
 - ``write``: inside the N-th file this process writes, after the temporary file is complete
   and before it replaces the old one: a crash in the middle of a checkpoint.
 - ``grad``: the gradients of step N become NaN before the update (a numerical fault).
@@ -28,7 +30,7 @@ from torch import nn
 from deepres.errors import DeepresError
 
 FAULT_ENV = "DEEPRES_FAULT"
-POINTS = ("step", "write", "grad", "weights")
+POINTS = ("step", "epoch", "write", "grad", "weights")
 ACTIONS = ("kill", "raise", "enospc")
 
 _passes: Counter[str] = Counter()  # passes through each point in this process

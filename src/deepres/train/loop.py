@@ -130,6 +130,7 @@ def train_in(cfg: TrainConfig, ctx: dist.Context, out: Path, resume: bool) -> di
             if ctx.is_main:
                 report_row(out, state.history, row, writer, progress)
             checkpoint(best=best)
+            fault_point("epoch")  # DEEPRES_FAULT=epoch:N (tests)
     return finish(cfg, ctx, out, state, writer, progress)
 
 
