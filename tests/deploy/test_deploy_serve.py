@@ -2,9 +2,12 @@
 real HTTP requests with real CIFAR images, and the page driven by headless Chromium."""
 
 import json
+import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -50,17 +53,70 @@ def server(checkpoint, one_thread_env):
         env=one_thread_env,
     )
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        line = ""
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line or line.startswith("serving"):
-                break
+        line = first_line_starting(process, "serving", STARTUP_SECONDS)
         assert line.startswith("serving resnet20 (10 classes) on http://127.0.0.1:"), line
         yield line.split(" on ", 1)[1].split()[0].rstrip("/")
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def first_line_starting(process: subprocess.Popen, prefix: str, timeout: float) -> str:
+    """The first line of the process's output that starts with ``prefix``. A reader thread
+    takes the lines (``readline`` blocks), so a process that hangs without printing fails here
+    after ``timeout`` seconds instead of hanging the suite; one that exits first fails too."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    seen: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)  # end of output: the process closed it or exited
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            process.kill()
+            raise AssertionError(
+                f"no line starting {prefix!r} within {timeout} s; it printed: {''.join(seen)}"
+            ) from None
+        if line is None:
+            raise AssertionError(f"the process ended before printing {prefix!r}: {''.join(seen)}")
+        seen.append(line)
+        if line.startswith(prefix):
+            return line
+
+
+def test_a_server_that_hangs_without_printing_fails_in_bounded_time():
+    silent = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],  # waits, prints nothing
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with pytest.raises(AssertionError, match="no line starting 'serving' within 1 s"):
+            first_line_starting(silent, "serving", 1)
+        assert silent.wait(timeout=60) == -signal.SIGKILL  # killed by the start-up timeout
+    finally:
+        silent.kill()
+        silent.wait()
+    talker = subprocess.Popen(
+        [sys.executable, "-c", "print('loading'); print('serving x on http://h:1/')"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert first_line_starting(talker, "serving", 120) == "serving x on http://h:1/\n"
+    talker.wait(timeout=60)
+    quitter = subprocess.Popen(
+        [sys.executable, "-c", "print('oops')"], stdout=subprocess.PIPE, text=True
+    )
+    with pytest.raises(AssertionError, match="ended before printing 'serving': oops"):
+        first_line_starting(quitter, "serving", 120)
+    quitter.wait(timeout=60)
 
 
 def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
