@@ -40,7 +40,7 @@ def test_eval_of_two_checkpoints_reports_both_members_and_the_ensemble(runs, tmp
     stdout, report = run_eval(capsys, tmp_path, "ab", "--checkpoint", a, "--checkpoint", b)
     lines = stdout.splitlines()
     assert lines[0] == "ensemble of 2 checkpoints on " + alone_a["data"] + " (test, 200 images)"
-    assert lines[1] == f"  member 1: {runs['a'] / 'best.safetensors'} (resnet8)"
+    assert lines[1] == f"  member 1: {runs['a'] / 'model.safetensors'} (resnet8)"
     for label in ("member 1:", "member 2:", "ensemble:"):
         assert any(line.startswith(label) and "top-5 error" in line for line in lines), label
     assert "per-class accuracy (ensemble):" in lines
@@ -65,7 +65,7 @@ def test_members_with_different_classes_are_a_clear_error(runs, tmp_path, capsys
     status = main(["eval", "--checkpoint", str(runs["a"]), "--checkpoint", str(runs["other"])])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert status == 2 and err.startswith("deepres: error: ")
-    assert str(runs["a"] / "best.safetensors") in err and str(runs["other"]) in err
+    assert str(runs["a"] / "model.safetensors") in err and str(runs["other"]) in err
     assert "cannot form an ensemble: they differ in classes" in err
 
 

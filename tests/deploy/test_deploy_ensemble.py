@@ -20,14 +20,14 @@ def test_cli_exports_an_ensemble_as_one_onnx_graph(two_runs, cifar_small, capsys
     args = ["export", "--checkpoint", str(a), "--checkpoint", str(b), "--format", "onnx"]
     assert main([*args, "--dynamic-batch"]) == 0
     stdout = capsys.readouterr().out
-    out = a / "best-ensemble2.onnx"
+    out = a / "model-ensemble2.onnx"
     assert f"wrote {out}" in stdout and "exact" in stdout and "NOT exact" not in stdout
     proto = onnx.load(str(out))
     assert [o.name for o in proto.graph.output] == ["log_probabilities"]
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["deepres"])
     assert [m["checkpoint"] for m in meta["members"]] == [
-        str(a / "best.safetensors"),
-        str(b / "best.safetensors"),
+        str(a / "model.safetensors"),
+        str(b / "model.safetensors"),
     ]
     members = load_members(two_runs)
     images = images_from_split(str(cifar_small), "test", members[0].meta, 16)
@@ -44,7 +44,7 @@ def test_an_ensemble_exports_folded_to_torchscript_and_refuses_its_own_out(two_r
     out = export_checkpoint(list(two_runs), "torchscript", fold_bn=True, out=tmp_path / "e.pt")
     assert out.is_file()
     with pytest.raises(DeepresError, match="is the checkpoint itself"):
-        export_checkpoint(list(two_runs), "onnx", out=two_runs[1] / "best.safetensors")
+        export_checkpoint(list(two_runs), "onnx", out=two_runs[1] / "model.safetensors")
 
 
 def test_serve_answers_for_an_ensemble_and_lists_its_members(two_runs, cifar_small):
@@ -53,7 +53,7 @@ def test_serve_answers_for_an_ensemble_and_lists_its_members(two_runs, cifar_sma
     info = client.get("/info").get_json()
     assert info["model"] == "ensemble of resnet8, resnet8" and info["tta"] == "flip"
     assert [m["checkpoint"] for m in info["members"]] == [
-        str(run / "best.safetensors") for run in two_runs
+        str(run / "model.safetensors") for run in two_runs
     ]
     image = sorted((cifar_small / "test" / "cat").iterdir())[0]
     answer = client.post("/predict", data=image.read_bytes(), content_type="image/jpeg")

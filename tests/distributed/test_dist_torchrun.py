@@ -53,7 +53,6 @@ RUN_FILES = {
     "metrics.jsonl",
     "metrics.csv",
     "model.safetensors",
-    "best.safetensors",
     "state.pt",
     "summary.json",
 }

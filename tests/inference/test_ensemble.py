@@ -82,5 +82,5 @@ def test_members_with_other_classes_are_refused(two_runs, tmp_path):
     with pytest.raises(DeepresError) as err:
         load_members([two_runs[0], other])
     message = str(err.value)
-    assert str(two_runs[0] / "best.safetensors") in message and str(other) in message
+    assert str(two_runs[0] / "model.safetensors") in message and str(other) in message
     assert "differ in classes (10 items [airplane" in message and "vs ['class0'" in message

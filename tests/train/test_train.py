@@ -53,11 +53,11 @@ def test_two_epochs_lower_the_loss_and_write_every_artefact(cifar_small, tmp_pat
         "config.json",
         "metrics.csv",
         "model.safetensors",
-        "best.safetensors",
         "state.pt",
         "summary.json",
     ):
         assert (out / name).is_file(), name
+    assert not list(out.glob("best*")), "a best checkpoint chosen on the test split"
     assert (out / "metrics.csv").read_text().splitlines()[0].startswith("epoch,step,lr")
     assert json.loads((out / "config.json").read_text())["model"] == "resnet20"
     assert summary["final_top1"] == rows[-1]["test_top1"]

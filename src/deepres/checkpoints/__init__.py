@@ -1,7 +1,8 @@
 """Every saved-model kind deepres reads and writes, carrying no code:
 
-- ``run_files``: a run folder's ``model.safetensors``/``best.safetensors`` (weights, with
-  the model's name, classes and normalisation in the header) and ``state.pt`` (everything
+- ``run_files``: a run folder's ``model.safetensors`` (its final weights, what the folder
+  means), ``best-val.safetensors`` (``--val-split`` runs: chosen on held-out images), with
+  the model's name, classes and normalisation in the header, and ``state.pt`` (everything
   to resume exactly; plain tensors and numbers, read with ``weights_only=True``);
 - ``program``: ``.pt2`` programs from ``deepres export``/``deepres quantize``, checked
   before ``torch.export.load`` so nothing is unpickled;
@@ -20,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "program": ["ProgramModel", "load_program", "save_program"],
         "run_files": [
             "BEST_FILE",
+            "BEST_VAL_FILE",
             "EMA_FILE",
             "MODEL_FILE",
             "STATE_FILE",

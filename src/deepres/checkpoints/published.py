@@ -36,10 +36,11 @@ def save_pretrained(
 ) -> Path:
     """Write the deepres folder ``folder`` (``model.safetensors`` + ``config.json``); its path.
 
-    ``source``: a run folder (its ``best.safetensors``, else ``model.safetensors``; with
-    ``ema``, its ``ema.safetensors``) or a run's weight file, whose header gives the
-    metadata; or a model, with ``meta`` giving at least ``model``, ``classes``, ``mean``,
-    ``std`` and ``input_size`` (and ``model_args``, the options it was built with).
+    ``source``: a run folder (its final weights, ``model.safetensors``; with ``ema``, its
+    ``ema.safetensors``) or a run's weight file (such as ``best-val.safetensors``), whose
+    header gives the metadata; or a model, with ``meta`` giving at least ``model``,
+    ``classes``, ``mean``, ``std`` and ``input_size`` (and ``model_args``, the options it
+    was built with).
     Entries of ``meta`` override a run's."""
     if isinstance(source, nn.Module):
         model, found = source, {}

@@ -4,8 +4,14 @@ A run folder holds:
 
 - ``model.safetensors``: the latest weights, loadable into a bare model with
   ``load_state_dict``; the safetensors metadata describes the model (name, options, class
-  names, input normalisation), so ``eval``/``predict``/``export`` need nothing else.
-- ``best.safetensors``: the weights with the best test top-1 so far (when evaluated).
+  names, input normalisation), so ``eval``/``predict``/``export`` need nothing else. A run
+  folder given by name means this file: its final weights.
+- ``best-val.safetensors``: with ``deepres train --val-split N`` only, the weights with the
+  best top-1 so far on the N images held out of the training split (never chosen on the
+  test split); read it by its file name.
+- ``best.safetensors`` (runs of older versions only): the weights with the best *test*
+  top-1, a choice made on the test split; it loads when asked for by file name, and a run
+  folder that holds one still means its ``model.safetensors``.
 - ``ema.safetensors``: with ``deepres train --ema DECAY``, the exponential moving average of
   the weights (and BatchNorm statistics), with the same header plus ``"ema": DECAY``.
 - ``state.pt``: everything needed to continue exactly (weights, optimizer, scheduler, step,
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +37,12 @@ from torch import nn
 from deepres.errors import DeepresError, first_line
 from deepres.runtime import atomic_write
 
+log = logging.getLogger("deepres")
+_noticed: set[Path] = set()  # old run folders whose best.safetensors was pointed out
+
 MODEL_FILE = "model.safetensors"
-BEST_FILE = "best.safetensors"
+BEST_VAL_FILE = "best-val.safetensors"  # chosen on images held out of training (--val-split)
+BEST_FILE = "best.safetensors"  # older runs: chosen on the test split, never read by default
 EMA_FILE = "ema.safetensors"
 STATE_FILE = "state.pt"
 
@@ -60,19 +71,37 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def resolve_weights(path: str | Path, ema: bool = False) -> Path:
-    """A run folder means its ``best.safetensors`` if there is one, else ``model.safetensors``;
-    with ``ema``, its ``ema.safetensors`` (the moving average of ``deepres train --ema``)."""
+    """A run folder means its final weights, ``model.safetensors`` (``best-val.safetensors``
+    and an old run's ``best.safetensors`` are read by file name only); with ``ema``, its
+    ``ema.safetensors`` (the moving average of ``deepres train --ema``)."""
     path = Path(path)
     if ema:
         return ema_weights(path)
     if path.is_dir():
-        for name in (BEST_FILE, MODEL_FILE):
-            if (path / name).is_file():
-                return path / name
-        raise DeepresError(f"{path} holds no {MODEL_FILE}: is it a deepres run folder?")
+        if not (path / MODEL_FILE).is_file():
+            raise DeepresError(f"{path} holds no {MODEL_FILE}: is it a deepres run folder?")
+        notice_old_best(path)
+        return path / MODEL_FILE
     if not path.is_file():
         raise DeepresError(f"checkpoint not found: {path}")
     return path
+
+
+def notice_old_best(run: Path) -> None:
+    """One line, once per folder, where an old run's test-chosen ``best.safetensors`` sits
+    beside the final weights that the folder now means."""
+    key = run.resolve()
+    if (run / BEST_FILE).is_file() and key not in _noticed:
+        _noticed.add(key)
+        log.warning(old_best_notice(run))
+
+
+def old_best_notice(run: Path) -> str:
+    """The line that says which weights an old run folder gives, and why."""
+    return (
+        f"{run}: its {BEST_FILE} was chosen on the test split (by an older deepres), so the "
+        f"folder means its final weights, {MODEL_FILE}; give {run / BEST_FILE} to use the old one"
+    )
 
 
 def ema_weights(run: Path) -> Path:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from deepres.cli.options import existing_folder, existing_path, non_negative_int, positive_int
+from deepres.cli.options import (
+    RUN_FOLDER_WEIGHTS,
+    existing_folder,
+    existing_path,
+    non_negative_int,
+    positive_int,
+)
 from deepres.train.config import DEFAULT_BN_BATCH_SIZE, DEFAULT_BN_BATCHES
 
 
@@ -22,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         type=existing_path,
         metavar="RUN_OR_FILE",
-        help="run folders or .safetensors files of the same model and classes",
+        help="run folders or .safetensors files of the same model and classes; "
+        f"{RUN_FOLDER_WEIGHTS}",
     )
     av.add_argument("--out", required=True, help="folder for the averaged model.safetensors")
     av.add_argument(

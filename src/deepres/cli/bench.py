@@ -8,7 +8,12 @@ import json
 from pathlib import Path
 
 from deepres.bench.options import TIMED
-from deepres.cli.options import existing_path, non_negative_int, positive_int
+from deepres.cli.options import (
+    RUN_FOLDER_WEIGHTS,
+    existing_path,
+    non_negative_int,
+    positive_int,
+)
 
 AGAINST = [*TIMED, "none"]
 
@@ -35,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=existing_path,
         help="infer mode: time this run folder, .safetensors or .pt2 (int8) file instead of "
         "--model; repeat to compare (speed-up against the first), or give one fp32 "
-        "checkpoint with --against onnxruntime/onnxruntime-int8/openvino",
+        "checkpoint with --against onnxruntime/onnxruntime-int8/openvino; "
+        f"{RUN_FOLDER_WEIGHTS}",
     )
     p.add_argument(
         "--against",

@@ -104,6 +104,13 @@ def existing_folder(text: str) -> str:
     return text
 
 
+# what every command that reads a run folder takes from it
+RUN_FOLDER_WEIGHTS = (
+    "a run folder means its final weights, model.safetensors (give best-val.safetensors, "
+    "which --val-split runs keep, by its file name)"
+)
+
+
 def add_checkpoint(
     parser: argparse.ArgumentParser,
     what: str = "a run folder, .safetensors file or .pt2 program",
@@ -113,6 +120,7 @@ def add_checkpoint(
     """The ``--checkpoint`` option of the commands that read a trained model; ``several``:
     repeatable (a list of one or more), for an ensemble; not ``required`` where
     ``add_pretrained``'s pair can replace it."""
+    what = f"{what}; {RUN_FOLDER_WEIGHTS}"
     if several:
         parser.add_argument(
             "--checkpoint",

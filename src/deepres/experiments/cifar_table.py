@@ -104,7 +104,7 @@ def results_table(results: dict[int, list[RunResult]], seeds: int) -> str:
         "net",
         "params (ours)",
         f"test error (ours, final; mean ± std over {seeds} seed(s))",
-        "best seed",
+        "lowest seed's (a choice on the test set, as the paper's ResNet-110 figure)",
         "runs",
         "params (paper, published)",
         "test error (paper, published)",

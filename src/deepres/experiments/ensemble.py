@@ -9,8 +9,8 @@ ensemble's, its gain over its best member, and the ensemble's error against its 
 first k members in seed order).
 
 Every number is measured here, in float32, on the same test images, with the members' final
-weights (``model.safetensors``; ``best.safetensors`` is the epoch chosen *on the test set*
-and would flatter the members). The members' test probabilities are kept in
+weights (``model.safetensors``; an epoch chosen *on the test set* would flatter the
+members, and training chooses none there). The members' test probabilities are kept in
 ``test-probabilities.safetensors`` and the numbers in ``ensemble.json``.
 """
 

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunResult:
-    """The numbers of one run, read from its ``metrics.jsonl`` (errors are fractions)."""
+    """The numbers of one run, read from its ``metrics.jsonl`` (errors are fractions). Test
+    errors are the final weights' (the last evaluated epoch): nothing here is chosen on the
+    test split; ``best_train_error`` is the lowest training error over the epochs."""
 
     run: Path
     model: str
@@ -31,7 +33,6 @@ class RunResult:
     final_train_error: float
     best_train_error: float
     final_test_error: float | None
-    best_test_error: float | None
     train_time_s: float
     params: int | None = None
 
@@ -60,7 +61,6 @@ def read_run(run: Path, with_params: bool = True) -> RunResult:
         final_train_error=rows[-1]["train_error"],
         best_train_error=min(r["train_error"] for r in rows),
         final_test_error=tested[-1] if tested else None,
-        best_test_error=min(tested) if tested else None,
         train_time_s=rows[-1].get("time", 0.0),
         params=params,
     )

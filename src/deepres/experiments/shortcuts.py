@@ -80,8 +80,7 @@ def results_table(results: dict[int, dict[str, RunResult]]) -> str:
         "net",
         "shortcut",
         "params",
-        "final test err",
-        "best test err",
+        "final test err (final weights)",
         "final train err",
         "paper (published, ImageNet ResNet-34 top-1, 10-crop)",
     ]
@@ -91,7 +90,6 @@ def results_table(results: dict[int, dict[str, RunResult]]) -> str:
             option,
             count(r.params),
             pct(r.final_test_error),
-            pct(r.best_test_error),
             pct(r.final_train_error),
             f"{PAPER_TABLE3[option]:.2f}%",
         ]

@@ -5,7 +5,8 @@ A ``spec`` is one of:
 
 - a path: a weight file (``deepres.models.weights`` reads torchvision, timm, CIFAR-repo and
   DDP layouts), a deepres folder (``config.json`` + ``model.safetensors``, below) or a run
-  folder (its ``best.safetensors``, else ``model.safetensors``, whose header is the metadata);
+  folder (its final weights, ``model.safetensors``, whose header is the metadata; an old
+  run's test-chosen ``best.safetensors`` is read by file name only);
 - ``https://...`` (or ``http://``), optionally ``#sha256=HEX``; a file name in torchvision's
   form ``name-<hex prefix of its sha256>.pth`` is checked against that prefix;
 - ``"torchvision"`` (the enum's ``DEFAULT``) or ``"torchvision:IMAGENET1K_V2"``: torchvision's
@@ -38,6 +39,7 @@ read with ``weights_only=True``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -52,12 +54,15 @@ LIBRARY = "deepres"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-RUN_FILES = ("best.safetensors", "model.safetensors")  # as deepres.checkpoints.run_files
+# as deepres.checkpoints.run_files: what a run folder means, and an old run's test-chosen file
+RUN_WEIGHTS_FILE = "model.safetensors"
+OLD_BEST_FILE = "best.safetensors"
 MAX_CONFIG_BYTES = 16 * 2**20
 HUB_ENDPOINT = "https://huggingface.co"
 _TIMM_SAME_LAYOUT = ("resnet50d", "resnet101d", "seresnet50", "seresnext50_32x4d")
 _HUB_MISSING = ("RepositoryNotFoundError", "RevisionNotFoundError", "RemoteEntryNotFoundError")
 _TIMM_V2 = re.compile(r"resnetv2_(18|34|50|101|152)(d?)")
+log = logging.getLogger("deepres")
 
 
 @dataclass(frozen=True)
@@ -307,9 +312,14 @@ def local_weights(path: Path) -> LocalWeights:
             return LocalWeights(path / WEIGHTS_FILE, deepres_meta(config, str(path)))
         if "architecture" in config and (path / WEIGHTS_FILE).is_file():
             return LocalWeights(path / WEIGHTS_FILE, timm_meta(config, str(path)))
-        for name in RUN_FILES:
-            if (path / name).is_file():
-                return local_weights(path / name)
+        if (path / RUN_WEIGHTS_FILE).is_file():
+            if (path / OLD_BEST_FILE).is_file():
+                log.warning(
+                    f"{path}: its {OLD_BEST_FILE} was chosen on the test split (by an older "
+                    f"deepres), so the folder means its final weights, {RUN_WEIGHTS_FILE}; "
+                    f"give {path / OLD_BEST_FILE} to use the old one"
+                )
+            return local_weights(path / RUN_WEIGHTS_FILE)
         raise DeepresError(f"{path} holds no {WEIGHTS_FILE}: is it a deepres or timm folder?")
     if not path.is_file():
         raise DeepresError(f"weight file not found: {path}")

@@ -34,6 +34,7 @@ from torch import nn
 
 from deepres.checkpoints import (
     BEST_FILE,
+    BEST_VAL_FILE,
     MODEL_FILE,
     STATE_FILE,
     read_meta,
@@ -71,7 +72,7 @@ class AverageResult:
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    """A run folder (its best.safetensors, else model.safetensors) or a .safetensors file."""
+    """A run folder (its final weights, model.safetensors) or a .safetensors file."""
     weights = resolve_weights(path)
     if weights.suffix != ".safetensors":
         raise DeepresError(
@@ -180,11 +181,11 @@ def recompute_batch_norm(model: nn.Module, batches: Iterator[torch.Tensor], coun
 
 def check_output(out: Path, sources: Sequence[Path]) -> None:
     """Refuse an output folder that is a training run or holds one of the inputs."""
-    for name in (STATE_FILE, BEST_FILE):
+    for name in (STATE_FILE, BEST_VAL_FILE, BEST_FILE):
         if (out / name).exists():
             raise DeepresError(
-                f"{out} holds {name}: it is a training run folder, and its {BEST_FILE} would "
-                "shadow the averaged model; choose a new --out"
+                f"{out} holds {name}: it is a training run folder, whose {MODEL_FILE} the "
+                "averaged model would replace; choose a new --out"
             )
     target = (out / MODEL_FILE).resolve()
     if any(source.resolve() == target for source in sources):

@@ -104,6 +104,9 @@ class TrainData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input_size: int
+    # ``test``'s images are this many held out of the training split (--val-split); 0: they
+    # are the test split, which then chooses nothing (no best checkpoint)
+    held_out: int = 0
 
 
 def default_workers(world_size: int) -> int:
@@ -210,6 +213,7 @@ def tensor_batches(
         tuple(mean),
         tuple(std),
         train.images.shape[-1],
+        held_out=cfg.val_split,
     )
 
 

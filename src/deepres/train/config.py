@@ -308,7 +308,11 @@ class TrainConfig:
         None, group=DATA, check="positive", help="test on the first K images of each class"
     )
     val_split: int = option(
-        0, group=DATA, check="positive", help="hold out N training images as the test set"
+        0,
+        group=DATA,
+        check="positive",
+        help="evaluate on N images held out of the training split instead of the test split; "
+        "the best epoch on them is kept as best-val.safetensors",
     )
     workers: int | None = option(
         None,

@@ -392,12 +392,15 @@ def add_test_results(
     row: dict[str, Any], ctx: dist.Context, data: TrainData, learner: Learner, state: RunState
 ) -> bool:
     """Test, adding the results to ``row`` (with ``--ema``, the moving average's too:
-    ``ema_test_*``); returns whether the test top-1 is the best so far."""
+    ``ema_test_*``); returns whether these are the best weights so far on images held out
+    of training (``--val-split``). Test-split results choose nothing: always False then."""
     result = test_set_accuracy(ctx, data, learner.model, learner.amp)
     row.update(result.as_dict())
     if learner.ema is not None:
         averaged = test_set_accuracy(ctx, data, learner.ema.module, learner.amp)
         row.update(ema_columns(averaged.as_dict()))
+    if not data.held_out:
+        return False
     best = result.top1 > state.best_top1
     state.best_top1 = max(state.best_top1, result.top1)
     return best

@@ -1,5 +1,10 @@
 """What a run reports: a row per epoch (metrics.jsonl, metrics.csv, TensorBoard and a printed
-line) and a summary at the end (summary.json and a few printed lines)."""
+line) and a summary at the end (summary.json and a few printed lines).
+
+A row's ``test_*`` figures are those of the images the run evaluates on: the test split, or
+with ``--val-split N`` the N images held out of the training split. Over the epochs they are
+a curve. The summary's headline is the final epoch; a best epoch is reported (and its
+weights kept) only on held-out images, never on the test split."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepres.checkpoints import BEST_VAL_FILE, EMA_FILE, MODEL_FILE
 from deepres.errors import DeepresError
 from deepres.runtime import atomic_write
 from deepres.train.config import TrainConfig
@@ -97,8 +103,10 @@ def format_row(row: dict[str, Any]) -> str:
 def summarize(
     cfg: TrainConfig, history: list[dict[str, Any]], train_time: float, out: Path
 ) -> dict[str, Any]:
+    """The run's summary: the final epoch's figures on the images it evaluated on (the test
+    split, or with ``--val-split N`` the N images held out of training), and only with
+    held-out images the best epoch on them (the weights in best-val.safetensors)."""
     tested = [r for r in history if "test_top1" in r]
-    best = max(tested, key=lambda r: r["test_top1"]) if tested else {}
     final = tested[-1] if tested else {}
     return {
         "model": cfg.model,
@@ -106,47 +114,70 @@ def summarize(
         "run": str(out),
         "epochs": len(history),
         "iterations": history[-1]["step"] if history else 0,
+        "evaluated_on": "held-out training images" if cfg.val_split else "test split",
+        "held_out_images": cfg.val_split,
         "final_top1": final.get("test_top1"),
         "final_top5": final.get("test_top5"),
-        "best_top1": best.get("test_top1"),
-        "best_top5": best.get("test_top5"),
-        "best_epoch": best.get("epoch"),
+        **held_out_best(cfg, tested),
         "train_time_s": train_time,
         "images_per_s": (
             history[-1]["step"] * cfg.batch_size / train_time if history and train_time else None
         ),
-        **ema_summary(tested),
+        **ema_summary(cfg, tested),
         "config": dataclasses.asdict(cfg),
     }
 
 
-def ema_summary(tested: list[dict[str, Any]]) -> dict[str, Any]:
-    """The final and best test top-1 of the moving average of the weights (``--ema``)."""
+def held_out_best(cfg: TrainConfig, tested: list[dict[str, Any]]) -> dict[str, Any]:
+    """With ``--val-split``: the epoch with the best top-1 on the held-out images (the first
+    of equals, as training keeps it). Without held-out images nothing is chosen: {}."""
+    if not cfg.val_split or not tested:
+        return {}
+    best = max(tested, key=lambda r: r["test_top1"])
+    return {
+        "best_val_top1": best["test_top1"],
+        "best_val_top5": best["test_top5"],
+        "best_val_epoch": best["epoch"],
+    }
+
+
+def ema_summary(cfg: TrainConfig, tested: list[dict[str, Any]]) -> dict[str, Any]:
+    """The final top-1 of the moving average of the weights (``--ema``), and with held-out
+    images its best on them."""
     averaged = [r for r in tested if "ema_test_top1" in r]
     if not averaged:
         return {}
-    best = max(averaged, key=lambda r: r["ema_test_top1"])
-    return {
-        "final_ema_top1": averaged[-1]["ema_test_top1"],
-        "best_ema_top1": best["ema_test_top1"],
-        "best_ema_epoch": best["epoch"],
-    }
+    summary = {"final_ema_top1": averaged[-1]["ema_test_top1"]}
+    if cfg.val_split:
+        best = max(averaged, key=lambda r: r["ema_test_top1"])
+        summary.update(best_val_ema_top1=best["ema_test_top1"], best_val_ema_epoch=best["epoch"])
+    return summary
 
 
 def format_summary(s: dict[str, Any]) -> str:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
+    held_out = s.get("held_out_images") or 0
+    where = f"{held_out} held-out training images" if held_out else "test split"
     lines = [
         f"done: {s['model']} on {s['data']}, {s['epochs']} epochs / {s['iterations']} iterations"
         f" in {s['train_time_s']:.0f} s ({s['images_per_s'] or 0:.0f} img/s)",
-        f"  final test top-1 {pct(s['final_top1'])}  top-5 {pct(s['final_top5'])}",
-        f"  best  test top-1 {pct(s['best_top1'])}  top-5 {pct(s['best_top5'])} "
-        f"(epoch {s['best_epoch']})",
+        f"  final weights ({MODEL_FILE}), {where}: top-1 {pct(s['final_top1'])}  "
+        f"top-5 {pct(s['final_top5'])}",
     ]
-    if "final_ema_top1" in s:
+    if "best_val_top1" in s:
         lines.append(
-            f"  EMA weights: final test top-1 {pct(s['final_ema_top1'])}  "
-            f"best {pct(s['best_ema_top1'])} (epoch {s['best_ema_epoch']})"
+            f"  best on {where} (epoch {s['best_val_epoch']}, {BEST_VAL_FILE}): top-1 "
+            f"{pct(s['best_val_top1'])}  top-5 {pct(s['best_val_top5'])}"
         )
+    else:
+        lines.append(
+            "  per-epoch test-split figures: metrics.jsonl (a curve; nothing is chosen on it)"
+        )
+    if "final_ema_top1" in s:
+        ema = f"  EMA weights ({EMA_FILE}), {where}: final top-1 {pct(s['final_ema_top1'])}"
+        if "best_val_ema_top1" in s:
+            ema += f"  best {pct(s['best_val_ema_top1'])} (epoch {s['best_val_ema_epoch']})"
+        lines.append(ema)
     return "\n".join([*lines, f"  run folder: {s['run']}"])

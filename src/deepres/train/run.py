@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from deepres.checkpoints import (
-    BEST_FILE,
+    BEST_VAL_FILE,
     EMA_FILE,
     MODEL_FILE,
     STATE_FILE,
@@ -78,7 +78,7 @@ class RunState:
     epoch: int = 0  # epochs done
     batch: int = 0  # steps done in the current epoch
     history: list[dict[str, Any]] = field(default_factory=list)  # a metrics row per epoch
-    best_top1: float = -1.0
+    best_top1: float = -1.0  # the best top-1 on held-out training images (--val-split)
     warmup_done: bool = False  # He et al.'s warm-up (§4.2) is over
     warm_error: float = 1.0  # the running training error that ends it
     sums: RunningSums = field(default_factory=RunningSums)  # this epoch's, this process's
@@ -167,9 +167,11 @@ def save_checkpoint(
     best: bool = False,
     train_time: float | None = None,
 ) -> None:
-    """model.safetensors (best.safetensors, ema.safetensors), then state.pt: the commit point
-    of a checkpoint. Every rank checks the weights and adds up the sums; rank 0 writes.
-    ``train_time``: the seconds trained so far, for a checkpoint inside an epoch."""
+    """model.safetensors (best-val.safetensors, ema.safetensors), then state.pt: the commit
+    point of a checkpoint. Every rank checks the weights and adds up the sums; rank 0 writes.
+    ``best``: the weights are the best so far on the images held out of training
+    (``--val-split``; never set by test-split results). ``train_time``: the seconds trained
+    so far, for a checkpoint inside an epoch."""
     model, ema = unwrap(learner.model), learner.ema
     weights = model.state_dict()  # the same on every rank
     check_weights(weights, f"step {state.step}", out)  # never save broken weights
@@ -183,7 +185,7 @@ def save_checkpoint(
     meta = {**meta, "step": state.step}
     save_weights(out / MODEL_FILE, model, meta)
     if best:
-        save_weights(out / BEST_FILE, model, meta)
+        save_weights(out / BEST_VAL_FILE, model, meta)
     if ema is not None:
         save_weights(out / EMA_FILE, ema.module, {**meta, "ema": ema.decay})
     save_state(out / STATE_FILE, full)  # written last: the commit point
