@@ -330,3 +330,23 @@ def test_publish_makes_a_folder_that_predict_and_init_from_read(capsys, tmp_path
     assert (
         again["conv1.weight"] - load_file(str(folder / "model.safetensors"))["conv1.weight"]
     ).abs().max() < 1e-6
+
+
+def test_serve_takes_published_weights(capsys, photo, torchvision_folder):
+    """The app ``deepres serve --pretrained FOLDER`` runs answers with ImageNet's names (the
+    server loop itself is tested in tests/deploy/test_deploy_serve.py)."""
+    from deepres.deploy.runtime import load_predictor
+    from deepres.deploy.serve import create_app
+
+    predictor = load_predictor(model="resnet18", pretrained=torchvision_folder[0], runtime="eager")
+    client = create_app(predictor).test_client()
+    answer = client.post("/predict", data=photo.read_bytes()).get_json()
+    [expected] = predict_json(
+        capsys, "--pretrained", str(torchvision_folder[0]), str(photo), "--runtime", "eager"
+    )
+    assert [t["class"] for t in answer["top"]] == [t["class"] for t in expected["top"]]
+    assert set(predictor.classes) == set(
+        torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"]
+    )
+    assert main(["serve", "--model", "resnet18"]) == 2
+    assert "--pretrained torchvision, say" in capsys.readouterr().err
