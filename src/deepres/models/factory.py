@@ -43,7 +43,8 @@ def create_model(
         features_only: return a backbone whose forward gives the per-stage feature maps.
         out_indices: which feature maps (indices into ``model.feature_info``) to return.
         **kwargs: ``num_classes``, ``in_chans``, ``shortcut``, ``zero_init_residual``,
-            ``preact``, ``groups``, ``attention``, ``dropout``, ... (see ``ResNet``).
+            ``preact``, ``groups``, ``attention``, ``dropout``, ``act``, ``blur_pool``,
+            ``self_attention``, ... (see ``ResNet``).
     """
     weights = resolve_pretrained(pretrained, name) if pretrained is not None else None
     if weights is not None:
