@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pb.add_argument(
         "source", metavar="RUN", type=existing_path, help="a run folder or its .safetensors file"
     )
-    pb.add_argument("folder", help="the folder to write (new, or one written by publish)")
+    pb.add_argument(
+        "folder", metavar="FOLDER", help="the folder to write (new, or one written by publish)"
+    )
     add_ema(pb)
     pb.set_defaults(run=run)
 
