@@ -22,11 +22,18 @@ def test_small_logits_keep_the_absolute_bound():
 
 
 def test_a_changed_top5_is_not_exact_even_when_close():
-    reference = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    """Every logit within the tolerance (1e-4 x 5), yet class 5, 8e-4 below the 5th best in
+    the reference (more than the tolerance: no tie), overtakes it: the top-5 check alone says
+    NOT exact."""
+    reference = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 1.0 - 8e-4]])
     candidate = reference.clone()
-    candidate[0, 5] = 1.5  # class 5 enters the top 5 and class 4 leaves it
+    candidate[0, 4] -= 4.5e-4
+    candidate[0, 5] += 4.5e-4  # class 5 enters the top 5 and class 4 leaves it
+    assert candidate[0, 5] > candidate[0, 4]
     result = agreement(reference, candidate)
+    assert result.max_diff <= result.tolerance  # close: the difference alone would pass
     assert not result.top5 and not result.exact
+    assert agreement(reference, reference.clone()).exact  # the same logits are exact
 
 
 def test_ties_may_reorder_within_the_tolerance():

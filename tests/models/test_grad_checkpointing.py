@@ -47,13 +47,26 @@ def test_checkpointed_step_is_exactly_a_normal_step(name, size):
 
 
 def test_evaluation_and_tracing_are_unaffected():
+    torch.manual_seed(0)
     model = create_model("resnet20").eval()
+    plain = create_model("resnet20")
+    plain.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 32, 32)
     expected = model(x)
     model.set_grad_checkpointing()
     assert torch.equal(model(x), expected)
+    # torch.fx tracing and torch.export of the checkpointed model: the same outputs
+    traced = torch.fx.symbolic_trace(model)
+    assert torch.equal(traced(x), expected)
+    exported = torch.export.export(model, (x,)).module()
+    torch.testing.assert_close(exported(x), expected, rtol=0, atol=1e-5)
+    # training mode without a graph runs the blocks directly: the outputs and BatchNorm
+    # statistics of a model without checkpointing
     with torch.no_grad():
-        model.train()(x)  # no graph: runs the blocks directly
+        got, want = model.train()(x), plain.train()(x)
+    assert torch.equal(got, want)
+    for (k, a), b in zip(model.state_dict().items(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
 
 
 def test_training_with_grad_checkpointing_gives_the_same_weights(tmp_path):
