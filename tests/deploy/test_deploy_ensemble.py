@@ -40,9 +40,20 @@ def test_cli_exports_an_ensemble_as_one_onnx_graph(two_runs, cifar_small, capsys
     torch.testing.assert_close(got.exp(), by_hand, atol=1e-5, rtol=1e-4)
 
 
-def test_an_ensemble_exports_folded_to_torchscript_and_refuses_its_own_out(two_runs, tmp_path):
+def test_an_ensemble_exports_folded_to_torchscript_and_refuses_its_own_out(
+    two_runs, cifar_small, tmp_path
+):
     out = export_checkpoint(list(two_runs), "torchscript", fold_bn=True, out=tmp_path / "e.pt")
-    assert out.is_file()
+    # the folded TorchScript file gives the ensemble's outputs on real images
+    members = load_members(two_runs)
+    images = images_from_split(str(cifar_small), "test", members[0].meta, 16)
+    scripted = torch.jit.load(str(out)).eval()
+    with torch.no_grad():
+        got, reference = scripted(images), Ensemble([m.model for m in members])(images)
+        by_hand = sum(m.model(images).softmax(-1) for m in members) / 2
+    assert got.shape == reference.shape == (16, 10)
+    assert agreement(reference, got).exact, agreement(reference, got)
+    torch.testing.assert_close(got.exp(), by_hand, atol=1e-5, rtol=1e-4)
     with pytest.raises(DeepresError, match="is the checkpoint itself"):
         export_checkpoint(list(two_runs), "onnx", out=two_runs[1] / "model.safetensors")
 

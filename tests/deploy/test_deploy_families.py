@@ -77,5 +77,16 @@ def test_family_trains_and_reloads(name, tmp_path):
     assert summary["iterations"] == 2 and summary["final_top1"] is not None
     model, meta = load_model(tmp_path / "run")
     assert meta["model"] == name
+    # the reloaded weights are the trained ones: those the run kept in state.pt for --resume
+    # at its last step, bitwise, and trained (every BatchNorm mean moved off its initial 0)
+    trained = torch.load(tmp_path / "run" / "state.pt", weights_only=True)["model"]
+    reloaded = model.state_dict()
+    assert reloaded.keys() == trained.keys()
+    assert [k for k in trained if not torch.equal(reloaded[k], trained[k])] == []
+    means = [v for k, v in reloaded.items() if k.endswith("running_mean")]
+    assert means and all(v.abs().sum() > 0 for v in means)
+    bare = create_model(name, num_classes=10)
+    bare.load_state_dict(trained)
+    x = torch.randn(2, 3, 16, 16)
     with torch.inference_mode():
-        assert torch.isfinite(model(torch.randn(2, 3, 16, 16))).all()
+        assert torch.equal(model.eval()(x), bare.eval()(x)) and torch.isfinite(model(x)).all()
