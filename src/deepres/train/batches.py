@@ -1,8 +1,10 @@
 """What the training loop iterates: batches of an epoch, resumable at any batch.
 
 In-memory data (CIFAR, Fashion-MNIST, small-image folders) goes through ``BatchLoader``:
-augmentation a batch at a time on tensors, no worker processes. Folders of large images go
-through a DataLoader with workers and torchvision transforms (paper §3.4).
+augmentation a batch at a time on tensors, no worker processes. So do folders of large
+images: decoded once into S x S tensors (``deepres.data.resized``) and cropped a batch at a
+time (``deepres.data.crops``); with ``--folder-mode per-image`` they go through a DataLoader
+with workers and torchvision transforms instead (paper §3.4).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from deepres.data import (
     resolve,
 )
 from deepres.data.augment import MIXING_STREAM, POLICIES, derive_seed
+from deepres.data.crops import BatchCrops, center_crop
 from deepres.data.mixing import BatchMixer, batch_mixer
+from deepres.data.resized import cache_side
 from deepres.errors import DeepresError
 from deepres.train.config import TrainConfig
 from deepres.train.distributed import RankBatches, global_batch_shard
@@ -156,12 +160,13 @@ def load_splits(cfg: TrainConfig) -> tuple[Split, Split]:
     """The training and test splits; with ``--val-split`` the test split is held out of the
     training split (§4.2's 45k/5k split)."""
     image_size = cfg.image_size or 224
+    cached = dict(cache_side=folder_cache_side(cfg), mmap=cfg.folder_mode == "mmap")
     train = load_split(
-        cfg.data, "train", cfg.data_root, subset=cfg.train_subset, image_size=image_size
+        cfg.data, "train", cfg.data_root, subset=cfg.train_subset, image_size=image_size, **cached
     )
     if not cfg.val_split:
         test = load_split(
-            cfg.data, "test", cfg.data_root, subset=cfg.test_subset, image_size=image_size
+            cfg.data, "test", cfg.data_root, subset=cfg.test_subset, image_size=image_size, **cached
         )
         return train, test
     if not isinstance(train, TensorData):
@@ -183,6 +188,7 @@ def tensor_batches(
     erasing and mixing of each global micro-batch, the same on every rank)."""
     mean, std = dataset_stats(cfg.data, cfg.data_root)
     augment = data_augment(cfg)
+    train, test, crop = batch_crops(cfg, augment, train, test)
     common = dict(
         mean=mean,
         std=std,
@@ -200,6 +206,7 @@ def tensor_batches(
         policy=augment if augment in POLICIES else None,
         random_erasing=cfg.random_erasing,
         mix=train_mixer(cfg, train.classes),
+        crop=crop,
         seed=cfg.seed,
         **common,
     )  # every rank builds the global micro-batch and keeps its part
@@ -212,9 +219,42 @@ def tensor_batches(
         train.images.shape[1],
         tuple(mean),
         tuple(std),
-        train.images.shape[-1],
+        test.images.shape[-1],
         held_out=cfg.val_split,
     )
+
+
+def folder_cache_side(cfg: TrainConfig) -> int | None:
+    """The side S of the cached images when ``cfg.data`` is a folder of large images read
+    through the decoded-once cache (``--folder-mode cached`` or ``mmap``), else None:
+    ``--decode-size``, by default ceil(image size / 0.8) (160 for 128-px crops)."""
+    if cfg.folder_mode == "per-image":
+        return None
+    src = resolve(cfg.data, cfg.data_root)
+    if src.kind != "folder" or src.in_memory:
+        return None
+    size = cfg.image_size or 224
+    side = cfg.decode_size or cache_side(size)
+    if side < size:
+        raise DeepresError(f"--decode-size {side} is smaller than --image-size {size}")
+    return side
+
+
+def batch_crops(
+    cfg: TrainConfig, augment: str, train: TensorData, test: TensorData
+) -> tuple[TensorData, TensorData, BatchCrops | None]:
+    """Cached large images (S x S, see ``folder_cache_side``) at the image size: training
+    images cut a batch at a time (random-resized crops with area share in [--crop-scale, 1]
+    and flips; centre crops and flips for --augment flip, centre crops for none), test
+    images their centre crops (the Imagenette scripts' resize-to-S, centre-crop). Other data:
+    unchanged, and no crops (BatchLoader's padded crops and flips)."""
+    if folder_cache_side(cfg) is None:
+        return train, test, None
+    size = cfg.image_size or 224
+    test = center_crop(test, size)
+    if augment == "none":
+        return center_crop(train, size), test, None
+    return train, test, BatchCrops(size, (cfg.crop_scale, 1.0), random_crop=augment != "flip")
 
 
 def data_augment(cfg: TrainConfig) -> str:

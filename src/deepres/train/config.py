@@ -36,6 +36,9 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 # auto: the data set's own (see ``train.batches.data_augment``)
 AUGMENTS = ("crop-flip", "flip", "scale-flip", "none", "randaugment", "trivial", "auto")
 PROGRESS_MODES = ("auto", "bar", "lines", "off")
+# large-image folders: decoded once at --decode-size and cropped a batch at a time (cached:
+# in memory; mmap: memory-mapped from the cache file), or per image by DataLoader workers
+FOLDER_MODES = ("cached", "mmap", "per-image")
 # deepres average: BatchNorm statistics recomputed on this many training batches of this size
 DEFAULT_BN_BATCHES = 50
 DEFAULT_BN_BATCH_SIZE = 128
@@ -320,6 +323,29 @@ class TrainConfig:
         check="non_negative",
         help="DataLoader workers for image folders of large images",
     )
+    folder_mode: str = option(
+        "cached",
+        group=DATA,
+        choices=FOLDER_MODES,
+        help="large-image folders: cached (decoded once at --decode-size, kept in memory, "
+        "cropped a batch at a time), mmap (the same cache file memory-mapped from disk) or "
+        "per-image (decoded and cropped per image by DataLoader workers each epoch)",
+    )
+    decode_size: int | None = option(
+        None,
+        group=DATA,
+        check="positive",
+        metavar="PIXELS",
+        help="large-image folders: the cached images' side (short side resized to it, "
+        "centre-cropped square; default ceil(image size / 0.8), 160 for 128)",
+    )
+    crop_scale: float = option(
+        0.35,
+        group=DATA,
+        metavar="MIN",
+        help="cached large-image folders: the smallest area share of a random-resized crop "
+        "(0.35 as fastai's Imagenette scripts; torchvision's default is 0.08)",
+    )
     # speed
     amp: str = option(
         "off",
@@ -381,6 +407,7 @@ class TrainConfig:
             f"--ema is a decay in (0, 1), such as 0.999; got {self.ema}",
         )
         need(self.crop_padding >= 0, "--crop-padding must be >= 0")
+        need(0 < self.crop_scale <= 1, f"--crop-scale must be in (0, 1], got {self.crop_scale}")
         need(self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix alphas must be >= 0")
         need(0 <= self.mix_prob <= 1, f"--mix-prob must be in [0, 1], got {self.mix_prob}")
         need(
