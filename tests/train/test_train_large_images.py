@@ -3,6 +3,8 @@ path by default, the per-image path on request, bitwise resume, memory-mapped = 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +13,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from deepres.data import TensorData
 from deepres.train import resolve_config, train
 from deepres.train.batches import FolderBatches, build_data
+from deepres.train.config import resume_config
 from deepres.train.distributed import RankBatches
 
 
@@ -89,4 +91,13 @@ def test_val_split_holds_out_cached_images(photos, tmp_path) -> None:
     data = build_data(config(photos, tmp_path / "run", val_split=6))
     assert isinstance(data.test.images, torch.Tensor) and len(data.test.labels) == 6
     assert data.test.images.shape[1:] == (3, 32, 32)
-    assert isinstance(TensorData(data.test.images, data.test.labels, ["a", "b"]), TensorData)
+    assert len(data.train.loader.labels) == 14  # 20 - 6 held out
+
+
+def test_a_run_saved_before_the_cache_resumes_on_the_per_image_path(tmp_path) -> None:
+    saved = dataclasses.asdict(resolve_config(data="synthetic", epochs=1))
+    assert saved.pop("folder_mode") == "cached"
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert resume_config(tmp_path, {}).folder_mode == "per-image"
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "folder_mode": "mmap"}))
+    assert resume_config(tmp_path, {}).folder_mode == "mmap"

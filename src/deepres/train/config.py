@@ -728,6 +728,7 @@ def resume_config(run: str | Path, options: dict[str, Any]) -> TrainConfig:
             "before it wrote one: start it again with its original command)"
         )
     values = json.loads(saved_file.read_text())
+    values.setdefault("folder_mode", "per-image")  # a run from before the cache continues so
     for key in resume_conflicts(values, options):
         raise DeepresError(
             f"--{key.replace('_', '-')} {options[key]} differs from the run's {values.get(key)}"
