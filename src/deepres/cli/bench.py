@@ -33,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=False,
         help="train mode: recompute activations per block (compare peak_rss_mb)",
     )
-    p.add_argument("--data", default="synthetic", help="synthetic or an in-memory data set")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="synthetic, an in-memory data set, or a folder of large images (decoded once, "
+        "cropped to --input-size a batch at a time)",
+    )
     p.add_argument(
         "--checkpoint",
         action="append",
