@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepres.cli.options import add_ema, existing_path
+from deepres.cli.options import RUN_FOLDER_WEIGHTS, add_ema, existing_path
 from deepres.errors import DeepresError
 
 OWN_FILES = ("model.safetensors", "config.json")  # deepres.models.pretrained's folder
@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "publish", help="a run as a shareable weights folder (model.safetensors + config.json)"
     )
     pb.add_argument(
-        "source", metavar="RUN", type=existing_path, help="a run folder or its .safetensors file"
+        "source",
+        metavar="RUN",
+        type=existing_path,
+        help=f"a run folder or its .safetensors file; {RUN_FOLDER_WEIGHTS}",
     )
     pb.add_argument(
         "folder", metavar="FOLDER", help="the folder to write (new, or one written by publish)"

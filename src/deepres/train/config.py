@@ -274,10 +274,10 @@ class TrainConfig:
         None,
         group=DATA,
         check="weights",
-        help="start from these weights: a file (safetensors or torch), a run or deepres "
-        "folder, an http(s) URL (#sha256=HEX optional) or a published name (torchvision, "
-        "torchvision:IMAGENET1K_V2, timm:ARCH.TAG, hf-hub:ORG/REPO); a new classifier when "
-        "the class count differs",
+        help="start from these weights: a file (safetensors or torch), a run folder (its "
+        "final weights) or deepres folder, an http(s) URL (#sha256=HEX optional) or a "
+        "published name (torchvision, torchvision:IMAGENET1K_V2, timm:ARCH.TAG, "
+        "hf-hub:ORG/REPO); a new classifier when the class count differs",
     )
     # data
     augment: str = option(
