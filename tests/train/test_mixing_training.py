@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
+from deepres.checkpoints import load_model
 from deepres.data import BatchLoader, synthetic_data
 from deepres.data.augment import MIXING_STREAM, derive_seed
 from deepres.data.folder import ImageFolderDataset
@@ -145,12 +146,28 @@ def test_forward_backward_takes_soft_targets(tmp_path: Path) -> None:
     assert all(p.grad is not None for p in learner.model.parameters())
 
 
+def by_hand_top1(cfg, out: Path) -> float:
+    """Test top-1 of the run's saved weights, counted here over the evaluation batches."""
+    model, _ = load_model(out)
+    right = total = 0
+    with torch.no_grad():
+        for images, labels in build_data(cfg).test.iter_epoch(0):
+            right += int((model.eval()(images).argmax(1) == labels).sum())
+            total += len(labels)
+    return right / total
+
+
 def test_short_training_with_mixing_on_in_memory_data(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    summary = train(tiny_config(out, epochs=1, **MIXING))
+    cfg = tiny_config(out, epochs=1, **MIXING)
+    summary = train(cfg)
     rows_ = rows(out)
     assert len(rows_) == 1 and np.isfinite(rows_[0]["train_loss"])
-    assert 0 <= rows_[0]["train_error"] <= 1 and 0 <= summary["final_top1"] <= 1
+    assert summary["final_top1"] == rows_[0]["test_top1"] == pytest.approx(by_hand_top1(cfg, out))
+    # the same run without mixing and augmentation trains on other batches: another loss
+    plain = train(tiny_config(tmp_path / "plain", epochs=1))
+    assert plain["final_top1"] is not None
+    assert rows(tmp_path / "plain")[0]["train_loss"] != rows_[0]["train_loss"]
 
 
 def test_short_training_on_an_image_folder_with_every_option(tmp_path: Path) -> None:
@@ -166,15 +183,26 @@ def test_short_training_on_an_image_folder_with_every_option(tmp_path: Path) -> 
         cutmix=1.0,
         augment="trivial",
         random_erasing=0.5,
+        folder_mode="per-image",
     )
     data = build_data(cfg)
     assert isinstance(data.train, FolderBatches)
     images, soft = next(data.train.iter_epoch(0))
     assert images.shape == (4, 3, 32, 32) and soft.shape == (4, 2)
+    assert torch.allclose(soft.sum(1), torch.ones(4)) and (soft >= 0).all()
     test_images, test_labels = next(data.test.iter_epoch(0))
     assert test_labels.dtype == torch.int64  # evaluation batches are never mixed
-    train(cfg)
-    assert np.isfinite(rows(tmp_path / "run")[0]["train_loss"])
+    # every option changes the training batch: not the batch of a run without them
+    bare = tiny_config(tmp_path / "bare", data=str(root), image_size=32, batch_size=4, workers=0)
+    bare_images, bare_labels = next(build_data(bare).train.iter_epoch(0))
+    assert bare_labels.dtype == torch.int64 and not torch.equal(bare_images, images)
+    summary = train(cfg)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    options = ("mixup", "cutmix", "augment", "random_erasing")
+    assert {k: recorded[k] for k in options} == {k: getattr(cfg, k) for k in options}
+    row = rows(tmp_path / "run")[0]
+    assert np.isfinite(row["train_loss"])
+    assert summary["final_top1"] == row["test_top1"] == pytest.approx(by_hand_top1(cfg, cfg.out))
 
 
 def test_resume_inside_an_epoch_with_mixing_is_bitwise_exact(tmp_path, monkeypatch) -> None:
