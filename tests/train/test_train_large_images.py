@@ -101,3 +101,19 @@ def test_a_run_saved_before_the_cache_resumes_on_the_per_image_path(tmp_path) ->
     assert resume_config(tmp_path, {}).folder_mode == "per-image"
     (tmp_path / "config.json").write_text(json.dumps({**saved, "folder_mode": "mmap"}))
     assert resume_config(tmp_path, {}).folder_mode == "mmap"
+
+
+def test_every_augmentation_option_works_on_the_cached_path(photos, tmp_path) -> None:
+    options = dict(mixup=0.2, cutmix=1.0, augment="trivial", random_erasing=0.5, epochs=1)
+    cfg = config(photos, tmp_path / "run", **options)
+    data = build_data(cfg)
+    assert isinstance(data.train, RankBatches) and data.train.loader.policy is not None
+    images, soft = next(data.train.iter_epoch(0))
+    assert images.shape == (4, 3, 32, 32) and soft.shape == (4, 2)
+    for augment, random_crop in (("flip", False), ("scale-flip", True)):
+        crops = build_data(config(photos, tmp_path / "run", augment=augment)).train.loader.crop
+        assert crops.random_crop is random_crop and crops.flip
+    plain = build_data(config(photos, tmp_path / "run", augment="none")).train.loader
+    assert plain.crop is None and plain.images.shape[-1] == 32  # centre crops
+    train(cfg)
+    assert (tmp_path / "run" / "model.safetensors").is_file()
