@@ -117,3 +117,11 @@ def test_every_augmentation_option_works_on_the_cached_path(photos, tmp_path) ->
     assert plain.crop is None and plain.images.shape[-1] == 32  # centre crops
     train(cfg)
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_each_process_takes_its_part_of_the_same_cropped_global_batch(photos, tmp_path) -> None:
+    cfg = config(photos, tmp_path / "run")
+    (whole, labels), *_ = build_data(cfg).train.iter_epoch(1)
+    parts = [next(build_data(cfg, rank, 2).train.iter_epoch(1)) for rank in range(2)]
+    assert torch.equal(torch.cat([p[0] for p in parts]), whole)
+    assert torch.equal(torch.cat([p[1] for p in parts]), labels)
