@@ -5,10 +5,12 @@ from __future__ import annotations
 import builtins
 import codecs
 import hashlib
+import http.server
 import io
 import os
 import pickle
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -184,25 +186,72 @@ def test_safe_extract_rejects_links_and_extracts_good(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "d" / "x.txt").read_bytes() == b"hello"
 
 
+@pytest.fixture
+def http_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real HTTP server on 127.0.0.1 (a free port) serving the files of a folder: yields
+    (folder, base URL, the paths requested so far)."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    folder = tmp_path / "www"
+    folder.mkdir()
+    requested: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def do_GET(self):
+            requested.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=60)
+
+
 def test_download_checks_md5_and_extracts(
-    tmp_path: Path, cifar_python, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cifar_python, http_folder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """download_cifar with urlopen replaced by a local archive (the tests stay offline)."""
+    """download_cifar from a real HTTP server on 127.0.0.1 serving a small CIFAR-10 archive
+    in the official layout, written here (the tests stay offline)."""
+    www, base, requested = http_folder
     src = tmp_path / "src"
-    cifar_python(src, "cifar10")
-    archive = tmp_path / "served.tar.gz"
+    written = cifar_python(src, "cifar10")
+    archive = www / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     blob = archive.read_bytes()
-    monkeypatch.setattr(cifar.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(blob))
-    url = cifar.ARCHIVES["cifar10"][0]
+    url = f"{base}/cifar-10-python.tar.gz"
 
     monkeypatch.setitem(cifar.ARCHIVES, "cifar10", (url, "0" * 32))
     with pytest.raises(DeepresError, match="md5"):
         download_cifar(tmp_path / "dl", "cifar10")
     assert not (tmp_path / "dl" / "cifar-10-python.tar.gz").exists()
+    assert requested == ["/cifar-10-python.tar.gz"]
 
     monkeypatch.setitem(cifar.ARCHIVES, "cifar10", (url, hashlib.md5(blob).hexdigest()))
     folder = download_cifar(tmp_path / "dl", "cifar10")
     assert folder == tmp_path / "dl" / "cifar-10-batches-py"
-    assert len(read_cifar(tmp_path / "dl", "cifar10", "test")) == 6
+    assert len(requested) == 2 and (tmp_path / "dl" / "cifar-10-python.tar.gz").read_bytes() == blob
+    test = read_cifar(tmp_path / "dl", "cifar10", "test")
+    assert len(test) == 6
+    assert torch.equal(test.images, written["test"][0]) and torch.equal(
+        test.labels, written["test"][1]
+    )
+    assert download_cifar(tmp_path / "dl", "cifar10") == folder and len(requested) == 2  # kept
+
+    missing = f"{base}/no-such-archive.tar.gz"  # the server answers 404
+    monkeypatch.setitem(cifar.ARCHIVES, "cifar10", (missing, hashlib.md5(blob).hexdigest()))
+    with pytest.raises(DeepresError, match="downloading .*no-such-archive.tar.gz.* failed"):
+        download_cifar(tmp_path / "dl404", "cifar10")
+    assert requested[-1] == "/no-such-archive.tar.gz"
