@@ -5,7 +5,9 @@ in one of two modes:
   uint8 `TensorData` and caches it as a safetensors file, keyed by the file list, sizes and
   mtimes; augmentation then runs on whole batches (`deepres.data.augment`, paper §4.2).
 * large images (ImageNet-sized): `ImageFolderDataset`, a torch Dataset that decodes and
-  transforms one image per item (paper §3.4 scale augmentation, 10-crop testing).
+  transforms one image per item (paper §3.4 scale augmentation, 10-crop testing), or
+  `deepres.data.resized.load_resized`: decoded once at a fixed S x S into the same kind of
+  cache file, cropped a batch at a time (`deepres.data.crops`).
 
 The parts live in `index` (scanning), `decode`, `cache`, `transforms` and `stats`.
 """
