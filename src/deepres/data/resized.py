@@ -121,6 +121,16 @@ def _write_cache(path: Path, key: str, index: FolderIndex, side: int, threads: i
     return True
 
 
+def _read_cache(path: Path, key: str, side: int, mmap: bool) -> TensorData | None:
+    """The cached images at `path` (memory-mapped, or copied into memory), or None."""
+    if not path.is_file():
+        return None
+    data = map_tensors(path, key) if mmap else load_tensors(path, key)
+    if data is None or data.images.shape[1:] != (3, side, side):
+        return None
+    return data if mmap else in_memory(data)
+
+
 def in_memory(data: TensorData) -> TensorData:
     """`data` with its images copied into this process's memory (safetensors maps the file:
     its pages could otherwise be dropped and read again from disk)."""
@@ -166,14 +176,12 @@ def load_resized(
     key = resized_key(index, side)
     path = tensor_cache_file(key, default_cache_dir(cache_dir))
     if use_cache:
-        for attempt in range(2):
-            if path.is_file():
-                data = map_tensors(path, key) if mmap else load_tensors(path, key)
-                if data is not None and data.images.shape[1:] == (3, side, side):
-                    log.info("loaded %s at %d px from cache %s", index.root, side, path)
-                    return data if mmap else in_memory(data)
-            if attempt or not _write_cache(path, key, index, side, num_threads):
-                break
+        data = _read_cache(path, key, side, mmap)
+        if data is None and _write_cache(path, key, index, side, num_threads):
+            data = _read_cache(path, key, side, mmap)
+        if data is not None:
+            log.info("loaded %s at %d px from cache %s", index.root, side, path)
+            return data
     images = torch.empty((len(index), 3, side, side), dtype=torch.uint8)
     fill_resized(index, side, images, num_threads)
     return TensorData(images, torch.tensor(index.labels, dtype=torch.int64), list(index.classes))
