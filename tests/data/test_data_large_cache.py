@@ -241,3 +241,16 @@ def test_undecodable_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(DeepresError, match="00.jpg"):
         load_resized(split, 32)
     assert not list((tmp_path / "cache").glob("*folder-*"))
+
+
+def test_a_changed_file_changes_the_key_and_is_decoded_again(tmp_path: Path) -> None:
+    split = write_photos(tmp_path, per_class=2)
+    before = load_resized(split, 32)
+    key = resized_key(scan_folder(split), 32)
+    changed = split / "b" / "01.jpg"
+    Image.new("RGB", (200, 150), (7, 7, 7)).save(changed)
+    os.utime(changed, ns=(1, 2_000_000_000))
+    assert resized_key(scan_folder(split), 32) != key
+    after = load_resized(split, 32)
+    assert torch.equal(after.images[:3], before.images[:3])
+    assert int(after.images[3].float().mean().round()) == 7
