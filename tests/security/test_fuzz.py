@@ -258,7 +258,7 @@ def test_image_decoder_random_and_truncated(data):
     def whole_pixels(image) -> bool:
         # PIL, like zlib, reads a PNG cut after its complete pixel data (only the checksum and
         # the end chunk missing); then the pixels must be the whole original image's
-        original = torch.from_numpy(np.asarray(Image.open(io.BytesIO(png_bytes())).convert("RGB")))
+        original = torch.from_numpy(np.array(Image.open(io.BytesIO(png_bytes())).convert("RGB")))
         return as_pil_reads_it(image) and torch.equal(image.permute(1, 2, 0), original)
 
     truncated_png = png_bytes().startswith(data) and len(data) < len(png_bytes())
