@@ -15,6 +15,7 @@ from PIL import Image
 
 from deepres.cli import build_parser, main
 from deepres.cli.experiment import options_from
+from deepres.errors import DeepresError
 from deepres.experiments import ExperimentOptions, Settings, get_budget, run_experiment
 from deepres.models import count_params
 from deepres.models.resnet import cifar_resnet
@@ -151,7 +152,7 @@ def test_options_come_as_flags_keywords_or_a_dataclass(tmp_path):
     assert Settings.create("cifar-table", options) == Settings.create(
         "cifar-table", depths=[8], seeds=2, source=tmp_path
     )
-    with pytest.raises(TypeError, match="epochs"):
+    with pytest.raises(DeepresError, match="--epochs is for the imagenette experiment only"):
         run_experiment("cifar-table", epochs=3)
 
 
