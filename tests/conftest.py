@@ -67,6 +67,13 @@ def copy_subset(source: Path, dest: Path, per_class: int, splits=("train", "test
 
 
 @pytest.fixture(scope="session")
+def imagenette_small(tmp_path_factory) -> Path:
+    """4 real Imagenette photographs (224 px) per class, of its train and val splits."""
+    dest = tmp_path_factory.mktemp("imagenette-small")
+    return copy_subset(SHARED_DATA / "imagenette-224", dest, 4, ("train", "val"))
+
+
+@pytest.fixture(scope="session")
 def cifar_small(tmp_path_factory) -> Path:
     """60 real CIFAR-10 JPEGs per class for training, 20 per class for testing."""
     dest = tmp_path_factory.mktemp("cifar-small")

@@ -6,17 +6,10 @@ import json
 
 import pytest
 
-from conftest import SHARED_DATA, copy_subset
 from deepres import DeepresError
 from deepres.experiments import run_experiment
 from deepres.experiments.imagenette import LEADERBOARD
 from deepres.train import read_metrics
-
-
-@pytest.fixture(scope="module")
-def imagenette_small(tmp_path_factory):
-    dest = tmp_path_factory.mktemp("imagenette-small")
-    return copy_subset(SHARED_DATA / "imagenette-224", dest, 4, ("train", "val"))
 
 
 def test_imagenette_experiment_reports_each_seed_and_resumes(imagenette_small, tmp_path):
