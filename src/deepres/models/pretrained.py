@@ -256,7 +256,7 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
         why = "HF_HUB_OFFLINE is set and it is not in the Hub cache" if offline else ""
         raise DeepresError(
             f"cannot get {url}: {why or first_line(err)}. Download it elsewhere and put it at "
-            f"{manual}, or fill the Hub cache (huggingface-cli download {repo_id})"
+            f"{manual}, or fill the Hub cache (hf download {repo_id})"
         ) from None
     return Path(path)
 
