@@ -12,10 +12,8 @@ deepres folder that carries it."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from local_server import FileServer, serving
 from PIL import Image
 from safetensors.torch import load_file
 from timm.data import create_transform, resolve_data_config
@@ -41,44 +40,10 @@ from deepres.runtime.download import MIRROR_ENV, weights_cache
 SYNTHETIC = "synthetic:3x8x8:3:16"
 
 
-class Server:
-    """A real HTTP server on 127.0.0.1: ``files`` by URL path; ``requests`` it was sent."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[str] = []
-        state = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                state.requests.append(self.path)
-                body = state.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    state = Server()
-    state.thread.start()
-    yield state
-    state.httpd.shutdown()
-    state.httpd.server_close()
-    state.thread.join(10)
+def server() -> Iterator[FileServer]:
+    with serving() as state:
+        yield state
 
 
 @pytest.fixture(autouse=True)

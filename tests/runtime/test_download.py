@@ -8,9 +8,7 @@ import hashlib
 import http.server
 import io
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import safetensors.torch
 import timm
 import torch
 import torchvision
+from local_server import TIMEOUT, FileServer, serving
 
 from deepres.errors import DeepresError
 from deepres.models import create_model, load_pretrained, read_state_dict
@@ -32,52 +31,6 @@ from deepres.runtime.download import (
     weights_cache,
 )
 
-TIMEOUT = 10.0
-
-
-@dataclass
-class Server:
-    """Files by URL path; ``truncate``: paths whose next response stops halfway."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    truncate: set[str] = field(default_factory=set)
-    redirects: dict[str, str] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
-    port: int = 0
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-def handler_for(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            server.requests.append(self.path)
-            if self.path in server.redirects:
-                self.send_response(302)
-                self.send_header("Location", server.redirects[self.path])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = server.files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.path in server.truncate:
-                server.truncate.discard(self.path)
-                self.wfile.write(body[: len(body) // 2])
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Handler
-
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
@@ -87,16 +40,9 @@ def own_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
-    state = Server()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(TIMEOUT)
+def server() -> Iterator[FileServer]:
+    with serving() as state:
+        yield state
 
 
 @pytest.fixture
